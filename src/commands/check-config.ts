@@ -1,0 +1,41 @@
+import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
+import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
+import { loadKeySet } from "../keys/store.js";
+import { type Command, configOption, configPath } from "./command.js";
+
+export const checkConfig: Command = {
+  name: "check-config",
+  summary: "validate the config file and load every key it names, without starting anything",
+  usage: "f2bz check-config [--config FILE]",
+  help: [
+    "Exits 0 when the file is valid and every key it names loads; otherwise prints one line and exits non-zero.",
+  ],
+  options: configOption,
+  async run(ctx) {
+    const file = configPath(ctx, DEFAULT_CONFIG);
+    const config = await loadConfig(file);
+    const identity = await loadSecretIdentity(config.node.identity);
+    const sections: string[] = [];
+    if (config.publisher) {
+      const set = await loadKeySet(config.publisher.keys);
+      sections.push(
+        `publisher (${set.monitors.length} monitors, ${set.subscribers.length} subscribers, ${set.revoked.length} revoked)`,
+      );
+    }
+    if (config.monitor) {
+      for (const p of config.monitor.publishers) await loadPublicIdentity(p.key);
+      sections.push(`monitor (${config.monitor.publishers.length} publishers)`);
+    }
+    if (config.subscriber) {
+      for (const p of config.subscriber.publishers) await loadPublicIdentity(p.key);
+      sections.push(
+        `subscriber (${config.subscriber.publishers.length} publishers, action ${config.subscriber.action.type})`,
+      );
+    }
+    if (config.banHelper) sections.push("ban-helper");
+    ctx.stdout(
+      `${file}: ok; node ${config.node.name} (${identity.nodeId}); ${sections.join(", ") || "no process sections"}`,
+    );
+    return 0;
+  },
+};

@@ -1,0 +1,156 @@
+import { constants, promises as fs } from "node:fs";
+import path from "node:path";
+import { F2bzError, quote } from "../errors.js";
+import {
+  formatPublicCertificate,
+  formatSecretCertificate,
+  type PublicIdentity,
+  parsePublicCertificate,
+  parseSecretCertificate,
+  type SecretIdentity,
+} from "./identity.js";
+
+const MAX_KEY_FILE = 4096;
+
+function ioError(file: string, error: unknown): F2bzError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return new F2bzError("KEY_NOT_FOUND", `key file ${quote(file)} does not exist`);
+  if (code === "ELOOP") {
+    return new F2bzError("KEY_PERMISSIONS", `key file ${quote(file)} is a symlink, expected a regular file`);
+  }
+  if (code === "EACCES") return new F2bzError("KEY_PERMISSIONS", `key file ${quote(file)} is not readable`);
+  return new F2bzError("IO_FAILED", `cannot read key file ${quote(file)}: ${code ?? String(error)}`);
+}
+
+/**
+ * Reads a key file without following a symlink, checking the opened descriptor (not the path) so
+ * the file cannot be swapped between the check and the read.
+ */
+async function readKeyFile(file: string, secret: boolean): Promise<string> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    throw ioError(file, error);
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new F2bzError("KEY_INVALID", `key file ${quote(file)} is not a regular file`);
+    if (stat.size > MAX_KEY_FILE) {
+      throw new F2bzError(
+        "KEY_INVALID",
+        `key file ${quote(file)} is ${stat.size} bytes, expected at most ${MAX_KEY_FILE}`,
+      );
+    }
+    if (secret) {
+      const uid = process.geteuid?.() ?? 0;
+      if (stat.uid !== uid && stat.uid !== 0) {
+        throw new F2bzError(
+          "KEY_PERMISSIONS",
+          `key file ${quote(file)} is owned by uid ${stat.uid}, expected uid ${uid} or root`,
+        );
+      }
+      const mode = stat.mode & 0o777;
+      if ((mode & 0o077) !== 0) {
+        throw new F2bzError(
+          "KEY_PERMISSIONS",
+          `key file ${quote(file)} has mode ${mode.toString(8).padStart(4, "0")}, expected 0600`,
+        );
+      }
+    }
+    return await handle.readFile("utf8");
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function loadSecretIdentity(file: string): Promise<SecretIdentity> {
+  return parseSecretCertificate(file, await readKeyFile(file, true));
+}
+
+export async function loadPublicIdentity(file: string): Promise<PublicIdentity> {
+  return parsePublicCertificate(file, await readKeyFile(file, false));
+}
+
+export interface WrittenIdentity {
+  publicFile: string;
+  secretFile: string;
+}
+
+/**
+ * Writes NAME.key (0644) and NAME.key_secret (0600). Each file is written to a temporary name
+ * created with O_EXCL under umask 077, fsynced, then linked into place (refusing an existing file)
+ * or, with `force`, renamed over it; the directory is fsynced last.
+ */
+export async function writeIdentity(
+  dir: string,
+  id: SecretIdentity,
+  force: boolean,
+): Promise<WrittenIdentity> {
+  const publicFile = path.join(dir, `${id.name}.key`);
+  const secretFile = path.join(dir, `${id.name}.key_secret`);
+  if (!force) {
+    for (const file of [publicFile, secretFile]) {
+      if (await exists(file)) {
+        throw new F2bzError(
+          "KEY_EXISTS",
+          `key file ${quote(file)} already exists, use --force to replace it`,
+        );
+      }
+    }
+  }
+  const previousUmask = process.umask(0o077);
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    await writeAtomically(secretFile, formatSecretCertificate(id), 0o600, force);
+    await writeAtomically(publicFile, formatPublicCertificate(id), 0o644, force);
+    const dirHandle = await fs.open(dir, constants.O_RDONLY);
+    try {
+      await dirHandle.sync();
+    } finally {
+      await dirHandle.close();
+    }
+  } catch (error) {
+    if (error instanceof F2bzError) throw error;
+    throw new F2bzError("IO_FAILED", `cannot write keys to ${quote(dir)}: ${(error as Error).message}`);
+  } finally {
+    process.umask(previousUmask);
+  }
+  return { publicFile, secretFile };
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.lstat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function writeAtomically(file: string, text: string, mode: number, force: boolean): Promise<void> {
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  const handle = await fs.open(tmp, flags, 0o600);
+  try {
+    await handle.writeFile(text, "utf8");
+    await handle.chmod(mode);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    if (force) {
+      await fs.rename(tmp, file);
+    } else {
+      await fs.link(tmp, file);
+      await fs.unlink(tmp);
+    }
+  } catch (error) {
+    await fs.rm(tmp, { force: true });
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") {
+      throw new F2bzError("KEY_EXISTS", `key file ${quote(file)} already exists, use --force to replace it`);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,112 @@
+import { type Logger, pino } from "pino";
+
+export type { Logger } from "pino";
+
+export interface LoggerOptions {
+  level: string;
+  /** Pretty, human-readable lines (for a terminal); JSON otherwise. */
+  pretty: boolean;
+  /** Append JSON lines to this file instead of stdout; reopened on SIGHUP via `reopen()`. */
+  file?: string;
+}
+
+export interface ProcessLogger {
+  logger: Logger;
+  reopen(): void;
+  flush(): void;
+}
+
+/** Secrets never reach a log line, whatever a caller passes. */
+const REDACT = [
+  "secret",
+  "*.secret",
+  "curveSecret",
+  "*.curveSecret",
+  "signSecret",
+  "*.signSecret",
+  "password",
+];
+
+/** One root logger per process; components use `logger.child({ component })`. */
+export function createLogger(name: string, options: LoggerOptions): ProcessLogger {
+  const base = { level: options.level, name, redact: { paths: REDACT, censor: "[redacted]" } };
+  if (options.file) {
+    const destination = pino.destination({ dest: options.file, append: true, sync: true, mkdir: true });
+    return {
+      logger: pino(base, destination),
+      reopen: () => destination.reopen(),
+      flush: () => destination.flushSync(),
+    };
+  }
+  if (options.pretty) {
+    const transport = pino.transport({
+      target: "pino-pretty",
+      options: { colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" },
+    });
+    return { logger: pino(base, transport), reopen: () => {}, flush: () => {} };
+  }
+  const destination = pino.destination({ dest: 1, sync: true });
+  return { logger: pino(base, destination), reopen: () => {}, flush: () => destination.flushSync() };
+}
+
+/** Escapes and truncates an untrusted value before it goes into a log line. */
+export function untrusted(value: unknown, max = 200): string {
+  const text =
+    typeof value === "string" ? value : Buffer.isBuffer(value) ? value.toString("latin1") : String(value);
+  const escaped = JSON.stringify(text.length > max ? text.slice(0, max) : text).slice(1, -1);
+  return text.length > max ? `${escaped}…` : escaped;
+}
+
+/**
+ * Counts events by reason and lets through at most `burst` log lines per key per `intervalMs`;
+ * the lines suppressed in between are reported with the next line that passes.
+ */
+export class RateLimitedLog {
+  private readonly windows = new Map<string, { start: number; emitted: number; suppressed: number }>();
+
+  constructor(
+    private readonly intervalMs = 10_000,
+    private readonly burst = 5,
+    private readonly now: () => number = Date.now,
+    private readonly maxKeys = 1024,
+  ) {}
+
+  /** Returns the number of suppressed lines to report if this line may be logged, else undefined. */
+  allow(key: string): number | undefined {
+    const now = this.now();
+    let w = this.windows.get(key);
+    if (!w || now - w.start >= this.intervalMs) {
+      if (!w && this.windows.size >= this.maxKeys) this.windows.clear();
+      const suppressed = w?.suppressed ?? 0;
+      w = { start: now, emitted: 0, suppressed: 0 };
+      this.windows.set(key, w);
+      w.emitted++;
+      return suppressed;
+    }
+    if (w.emitted < this.burst) {
+      w.emitted++;
+      const suppressed = w.suppressed;
+      w.suppressed = 0;
+      return suppressed;
+    }
+    w.suppressed++;
+    return undefined;
+  }
+}
+
+/** Monotonic counters by name, e.g. drops by reason; what `status` and metrics report. */
+export class Counters {
+  private readonly values = new Map<string, number>();
+
+  inc(name: string, by = 1): void {
+    this.values.set(name, (this.values.get(name) ?? 0) + by);
+  }
+
+  get(name: string): number {
+    return this.values.get(name) ?? 0;
+  }
+
+  toJSON(): Record<string, number> {
+    return Object.fromEntries([...this.values].sort(([a], [b]) => a.localeCompare(b)));
+  }
+}
