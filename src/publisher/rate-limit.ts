@@ -1,0 +1,52 @@
+/** A token bucket: `rate` tokens per second, at most `burst` saved up. The clock is injectable. */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  take(): boolean {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/**
+ * Per-origin buckets plus one global bucket: a flood from one authorized origin is cut at its own
+ * bucket before it can drain the global one, so other origins keep flowing.
+ */
+export class OriginLimiter {
+  private readonly perOrigin = new Map<string, TokenBucket>();
+  private readonly global: TokenBucket;
+
+  constructor(
+    private readonly options: { perOriginRate: number; perOriginBurst: number; globalRate: number },
+    private readonly now: () => number = Date.now,
+  ) {
+    this.global = new TokenBucket(options.globalRate, Math.max(options.globalRate, options.perOriginBurst), now);
+  }
+
+  /** Returns which limit refused the event, or undefined when it may pass. */
+  take(origin: string): "origin" | "global" | undefined {
+    let bucket = this.perOrigin.get(origin);
+    if (!bucket) {
+      // Origins are authorized keys (bounded by the key directory), so this map stays small.
+      bucket = new TokenBucket(this.options.perOriginRate, this.options.perOriginBurst, this.now);
+      this.perOrigin.set(origin, bucket);
+    }
+    if (!bucket.take()) return "origin";
+    if (!this.global.take()) return "global";
+    return undefined;
+  }
+}

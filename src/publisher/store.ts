@@ -1,0 +1,151 @@
+import path from "node:path";
+import { type Db, openDatabase } from "../state/database.js";
+
+const MIGRATIONS = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  INSERT INTO meta (key, value) VALUES ('publisher_seq', 0);
+  CREATE TABLE active (
+    jail TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (jail, ip)
+  ) WITHOUT ROWID;
+  CREATE INDEX active_expires ON active (expires);
+  CREATE TABLE seen (id TEXT PRIMARY KEY, time INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE INDEX seen_time ON seen (time);
+  CREATE TABLE origins (origin TEXT PRIMARY KEY, high INTEGER NOT NULL) WITHOUT ROWID;
+  `,
+];
+
+export const PUBLISHER_STATE_FILE = "publisher.sqlite3";
+
+export interface StoredEvent {
+  id: string;
+  origin: string;
+  seq: number;
+  kind: "ban" | "unban";
+  jail: string;
+  ip: string;
+  time: number;
+  expires: number;
+}
+
+export type AcceptOutcome =
+  /** New state: broadcast with this publisher sequence number. */
+  | { type: "broadcast"; publisherSeq: number }
+  /** Already seen (a monitor's resend after a lost ack): acknowledge again, do nothing. */
+  | { type: "duplicate" }
+  /** A ban already active for this ip and jail (another node saw it too): ack, no re-broadcast. */
+  | { type: "already-active" };
+
+export interface Expiry {
+  jail: string;
+  ip: string;
+  id: string;
+  publisherSeq: number;
+}
+
+export interface SnapshotEntry {
+  payload: Buffer;
+  signature: Buffer;
+}
+
+/**
+ * The publisher's durable state: active bans (with the signed bytes, served in snapshots), seen
+ * event ids, per-origin high-water marks and the publisher's own sequence number. Every method is
+ * one transaction, so a crash never leaves an acknowledged event half-stored.
+ */
+export class PublisherStore {
+  private readonly db: Db;
+
+  constructor(stateDir: string) {
+    this.db = openDatabase(path.join(stateDir, PUBLISHER_STATE_FILE), MIGRATIONS);
+  }
+
+  private nextSeq(): number {
+    const row = this.db
+      .prepare("UPDATE meta SET value = value + 1 WHERE key = 'publisher_seq' RETURNING value")
+      .get() as { value: number };
+    return row.value;
+  }
+
+  get publisherSeq(): number {
+    return (this.db.prepare("SELECT value FROM meta WHERE key = 'publisher_seq'").get() as { value: number }).value;
+  }
+
+  hasSeen(id: string): boolean {
+    return this.db.prepare("SELECT 1 FROM seen WHERE id = ?").get(id) !== undefined;
+  }
+
+  accept(event: StoredEvent, payload: Buffer, signature: Buffer, now: number): AcceptOutcome {
+    return this.db.transaction((): AcceptOutcome => {
+      if (this.hasSeen(event.id)) return { type: "duplicate" };
+      this.db.prepare("INSERT INTO seen (id, time) VALUES (?, ?)").run(event.id, event.time);
+      this.db
+        .prepare("INSERT INTO origins (origin, high) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET high = max(high, excluded.high)")
+        .run(event.origin, event.seq);
+      const active = this.db
+        .prepare("SELECT expires FROM active WHERE jail = ? AND ip = ?")
+        .get(event.jail, event.ip) as { expires: number } | undefined;
+      if (event.kind === "ban") {
+        if (active && active.expires > now) {
+          if (event.expires > active.expires) {
+            this.db.prepare("UPDATE active SET expires = ? WHERE jail = ? AND ip = ?").run(event.expires, event.jail, event.ip);
+          }
+          return { type: "already-active" };
+        }
+        this.db
+          .prepare(
+            "INSERT OR REPLACE INTO active (jail, ip, id, origin, expires, payload, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
+          )
+          .run(event.jail, event.ip, event.id, event.origin, event.expires, payload, signature);
+      } else if (active) {
+        this.db.prepare("DELETE FROM active WHERE jail = ? AND ip = ?").run(event.jail, event.ip);
+      }
+      return { type: "broadcast", publisherSeq: this.nextSeq() };
+    })();
+  }
+
+  /** Removes expired bans, each with its own publisher sequence number to announce. */
+  pruneExpired(now: number): Expiry[] {
+    return this.db.transaction((): Expiry[] => {
+      const rows = this.db
+        .prepare("SELECT jail, ip, id FROM active WHERE expires <= ? ORDER BY expires LIMIT 1000")
+        .all(now) as { jail: string; ip: string; id: string }[];
+      const expiries: Expiry[] = [];
+      for (const row of rows) {
+        this.db.prepare("DELETE FROM active WHERE jail = ? AND ip = ?").run(row.jail, row.ip);
+        expiries.push({ ...row, publisherSeq: this.nextSeq() });
+      }
+      return expiries;
+    })();
+  }
+
+  /** Forgets seen ids older than `before`: events that old are refused as stale anyway. */
+  pruneSeen(before: number): void {
+    this.db.prepare("DELETE FROM seen WHERE time < ?").run(before);
+  }
+
+  /** The active bans and the publisher sequence number they correspond to, read atomically. */
+  snapshot(now: number): { publisherSeq: number; entries: SnapshotEntry[] } {
+    return this.db.transaction(() => ({
+      publisherSeq: this.publisherSeq,
+      entries: this.db
+        .prepare("SELECT payload, signature FROM active WHERE expires > ? ORDER BY jail, ip")
+        .all(now) as SnapshotEntry[],
+    }))();
+  }
+
+  activeCount(): number {
+    return (this.db.prepare("SELECT count(*) AS n FROM active").get() as { n: number }).n;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
