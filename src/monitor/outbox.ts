@@ -78,7 +78,9 @@ export class Outbox {
 
   private savePosition(source: string, position: Position): void {
     if ("cursor" in position) {
-      this.db.prepare("INSERT OR REPLACE INTO position (source, inode, offset, cursor) VALUES (?, NULL, NULL, ?)").run(source, position.cursor);
+      this.db
+        .prepare("INSERT OR REPLACE INTO position (source, inode, offset, cursor) VALUES (?, NULL, NULL, ?)")
+        .run(source, position.cursor);
     } else {
       this.db
         .prepare("INSERT OR REPLACE INTO position (source, inode, offset, cursor) VALUES (?, ?, ?, NULL)")
@@ -104,15 +106,16 @@ export class Outbox {
       .prepare("INSERT INTO outbox (id, seq, time, expires, payload, signature) VALUES (?, ?, ?, ?, ?, ?)")
       .run(entry.id, entry.seq, entry.time, entry.expires, entry.payload, entry.signature);
     this.db.prepare("UPDATE meta SET value = max(value, ?) WHERE key = 'seq'").run(entry.seq);
-    for (const p of publishers) this.db.prepare("INSERT INTO pending (id, publisher) VALUES (?, ?)").run(entry.id, p);
+    for (const p of publishers)
+      this.db.prepare("INSERT INTO pending (id, publisher) VALUES (?, ?)").run(entry.id, p);
   }
 
   /** Replaces a stale entry with a freshly signed one for the publishers still waiting for it. */
   replace(oldId: string, fresh: OutboxEntry): void {
     this.db.transaction(() => {
-      const waiting = (this.db.prepare("SELECT publisher FROM pending WHERE id = ?").all(oldId) as { publisher: string }[]).map(
-        (r) => r.publisher,
-      );
+      const waiting = (
+        this.db.prepare("SELECT publisher FROM pending WHERE id = ?").all(oldId) as { publisher: string }[]
+      ).map((r) => r.publisher);
       this.db.prepare("DELETE FROM outbox WHERE id = ?").run(oldId);
       if (waiting.length > 0) this.insert(fresh, waiting);
     })();
@@ -142,7 +145,9 @@ export class Outbox {
   }
 
   pendingFor(publisher: string): number {
-    return (this.db.prepare("SELECT count(*) AS n FROM pending WHERE publisher = ?").get(publisher) as { n: number }).n;
+    return (
+      this.db.prepare("SELECT count(*) AS n FROM pending WHERE publisher = ?").get(publisher) as { n: number }
+    ).n;
   }
 
   close(): void {

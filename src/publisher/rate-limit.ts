@@ -34,7 +34,11 @@ export class OriginLimiter {
     private readonly options: { perOriginRate: number; perOriginBurst: number; globalRate: number },
     private readonly now: () => number = Date.now,
   ) {
-    this.global = new TokenBucket(options.globalRate, Math.max(options.globalRate, options.perOriginBurst), now);
+    this.global = new TokenBucket(
+      options.globalRate,
+      Math.max(options.globalRate, options.perOriginBurst),
+      now,
+    );
   }
 
   /** Returns which limit refused the event, or undefined when it may pass. */

@@ -75,7 +75,8 @@ export class PublisherStore {
   }
 
   get publisherSeq(): number {
-    return (this.db.prepare("SELECT value FROM meta WHERE key = 'publisher_seq'").get() as { value: number }).value;
+    return (this.db.prepare("SELECT value FROM meta WHERE key = 'publisher_seq'").get() as { value: number })
+      .value;
   }
 
   hasSeen(id: string): boolean {
@@ -87,7 +88,9 @@ export class PublisherStore {
       if (this.hasSeen(event.id)) return { type: "duplicate" };
       this.db.prepare("INSERT INTO seen (id, time) VALUES (?, ?)").run(event.id, event.time);
       this.db
-        .prepare("INSERT INTO origins (origin, high) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET high = max(high, excluded.high)")
+        .prepare(
+          "INSERT INTO origins (origin, high) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET high = max(high, excluded.high)",
+        )
         .run(event.origin, event.seq);
       const active = this.db
         .prepare("SELECT expires FROM active WHERE jail = ? AND ip = ?")
@@ -95,7 +98,9 @@ export class PublisherStore {
       if (event.kind === "ban") {
         if (active && active.expires > now) {
           if (event.expires > active.expires) {
-            this.db.prepare("UPDATE active SET expires = ? WHERE jail = ? AND ip = ?").run(event.expires, event.jail, event.ip);
+            this.db
+              .prepare("UPDATE active SET expires = ? WHERE jail = ? AND ip = ?")
+              .run(event.expires, event.jail, event.ip);
           }
           return { type: "already-active" };
         }

@@ -71,7 +71,11 @@ export class SubscriberStore {
 
   /** Bans whose expiry has passed: to unban locally. */
   due(now: number, limit = 500): AppliedBan[] {
-    return this.db.prepare("SELECT jail, ip, id, origin, expires FROM applied WHERE expires <= ? ORDER BY expires LIMIT ?").all(now, limit) as AppliedBan[];
+    return this.db
+      .prepare(
+        "SELECT jail, ip, id, origin, expires FROM applied WHERE expires <= ? ORDER BY expires LIMIT ?",
+      )
+      .all(now, limit) as AppliedBan[];
   }
 
   nextExpiry(): number | undefined {
@@ -84,11 +88,15 @@ export class SubscriberStore {
   }
 
   applied(): AppliedBan[] {
-    return this.db.prepare("SELECT jail, ip, id, origin, expires FROM applied ORDER BY jail, ip").all() as AppliedBan[];
+    return this.db
+      .prepare("SELECT jail, ip, id, origin, expires FROM applied ORDER BY jail, ip")
+      .all() as AppliedBan[];
   }
 
   publisherSeq(endpoint: string): number | undefined {
-    const row = this.db.prepare("SELECT seq FROM publishers WHERE endpoint = ?").get(endpoint) as { seq: number } | undefined;
+    const row = this.db.prepare("SELECT seq FROM publishers WHERE endpoint = ?").get(endpoint) as
+      | { seq: number }
+      | undefined;
     return row?.seq;
   }
 

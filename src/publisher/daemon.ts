@@ -1,0 +1,220 @@
+import type * as zmq from "zeromq";
+import type { Config, PublisherConfig } from "../config/schema.js";
+import { loadSecretIdentity } from "../keys/files.js";
+import { Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
+import {
+  decodeSnapshotRequest,
+  encodeExpire,
+  encodeHeartbeat,
+  encodeSnapshot,
+  encodeUpdate,
+} from "../protocol/feed.js";
+import { AccessControl } from "../transport/access.js";
+import { BoundEndpoint } from "../transport/endpoint.js";
+import {
+  assertCurve,
+  createServerSocket,
+  createTransportContext,
+  type ZapDomain,
+} from "../transport/sockets.js";
+import { ZapHandler } from "../transport/zap.js";
+import { Intake } from "./intake.js";
+import { OriginLimiter, TokenBucket } from "./rate-limit.js";
+import { PublisherStore } from "./store.js";
+
+export type PublisherSettings = Config & { publisher: PublisherConfig };
+
+/** How often the publisher tells subscribers its current sequence number, so gaps show quickly. */
+export const HEARTBEAT_MS = 1_000;
+const PRUNE_MS = 1_000;
+
+export interface RunningPublisher {
+  /** The concrete endpoints (a `*` port resolved), for tests and the demo. */
+  endpoints: { submit: string; feed: string; snapshot: string };
+  counters: Counters;
+  store: PublisherStore;
+  close(): Promise<void>;
+}
+
+/**
+ * The publisher: takes signed events from authorized monitors on `submit` (REP), re-broadcasts
+ * the ones that change the active set on `feed` (PUB) with its own sequence number, and serves
+ * the active set on `snapshot` (ROUTER) so that subscribers that (re)join or see a gap catch up.
+ */
+export async function startPublisher(config: PublisherSettings, logger: Logger): Promise<RunningPublisher> {
+  assertCurve();
+  const settings = config.publisher;
+  const log = logger.child({ component: "publisher" });
+  const identity = await loadSecretIdentity(config.node.identity);
+  const counters = new Counters();
+  const store = new PublisherStore(config.node.stateDir);
+  const context = createTransportContext();
+  // Closed in reverse order of opening: timers, endpoints (which ends the loops), then the loops
+  // are awaited, then the ZAP handler, the key watcher and the store.
+  const resources: { close(): unknown }[] = [store];
+  const closeAll = async () => {
+    for (const r of resources.reverse()) await r.close();
+    resources.length = 0;
+  };
+  try {
+    const endpoints: Partial<Record<ZapDomain, BoundEndpoint<zmq.Socket>[]>> = {};
+    const access = await AccessControl.open(settings.keys, {
+      logger,
+      counters,
+      maxPending: settings.maxPending,
+      onRemoved: (domain) => {
+        log.warn({ domain }, "a key was removed or revoked: dropping live connections");
+        for (const endpoint of endpoints[domain] ?? []) {
+          endpoint.rebind().catch((error: Error) => log.error({ err: error.message }, "rebind failed"));
+        }
+      },
+    });
+    resources.push(access);
+    const zap = await ZapHandler.start({
+      context,
+      registry: access,
+      logger,
+      counters,
+      onUnknown: access.recordUnknown,
+    });
+    resources.push(zap);
+
+    const curve = { curvePublic: identity.curvePublic, curveSecret: identity.curveSecret };
+    const submit = await BoundEndpoint.open(
+      () => createServerSocket("reply", { context, identity: curve, domain: "submit" }),
+      settings.submit,
+    );
+    resources.push(submit);
+    const feed = await BoundEndpoint.open(
+      () =>
+        createServerSocket("publisher", {
+          context,
+          identity: curve,
+          domain: "feed",
+          sendHighWaterMark: 10_000,
+        }),
+      settings.feed,
+    );
+    resources.push(feed);
+    const snapshot = await BoundEndpoint.open(
+      () => createServerSocket("router", { context, identity: curve, domain: "feed" }),
+      settings.snapshot,
+    );
+    resources.push(snapshot);
+    endpoints.submit = [submit];
+    endpoints.feed = [feed, snapshot];
+
+    // PUB never blocks: a slow subscriber loses messages at its high-water mark (and repairs the
+    // gap from a snapshot) instead of delaying the others.
+    const publish = (frames: Buffer[]) => {
+      feed.socket.send(frames).catch((error: Error) => {
+        counters.inc("feed.send-failed");
+        log.debug({ err: error.message }, "feed send failed");
+      });
+    };
+
+    const intake = new Intake({
+      store,
+      isAuthorizedOrigin: (origin, key) => access.isAuthorizedOrigin(origin, key),
+      neverBan: NeverBanList.create({ hostAddresses: hostAddresses() }),
+      limiter: new OriginLimiter(settings),
+      windowMs: config.events.window,
+      allowCidr: config.events.allowCidr,
+      broadcast: (payload, signature, seq) => publish(encodeUpdate(payload, signature, seq)),
+      counters,
+      logger: log,
+    });
+
+    const loops = [
+      serveSubmit(submit, intake, log, counters),
+      serveSnapshots(snapshot, store, log, counters),
+    ];
+    resources.splice(resources.indexOf(submit), 0, { close: () => Promise.allSettled(loops) });
+
+    const timers = [
+      setInterval(() => {
+        for (const expiry of store.pruneExpired(Date.now())) {
+          publish(encodeExpire({ jail: expiry.jail, ip: expiry.ip, id: expiry.id }, expiry.publisherSeq));
+          counters.inc("bans.expired");
+        }
+      }, PRUNE_MS),
+      setInterval(() => publish(encodeHeartbeat(store.publisherSeq)), HEARTBEAT_MS),
+      setInterval(() => store.pruneSeen(Date.now() - 2 * config.events.window), 60_000),
+    ];
+    resources.push({ close: () => timers.forEach(clearInterval) });
+
+    log.info(
+      { submit: submit.address, feed: feed.address, snapshot: snapshot.address, active: store.activeCount() },
+      "listening",
+    );
+    let closing: Promise<void> | undefined;
+    return {
+      endpoints: { submit: submit.address, feed: feed.address, snapshot: snapshot.address },
+      counters,
+      store,
+      close: () => {
+        closing ??= closeAll();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+async function serveSubmit(
+  endpoint: BoundEndpoint<zmq.Reply>,
+  intake: Intake,
+  log: Logger,
+  counters: Counters,
+): Promise<void> {
+  for await (const socket of endpoint.sockets()) {
+    try {
+      for await (const frames of socket) {
+        const reply = await intake.handle(frames).catch((error: Error) => {
+          counters.inc("submit.internal-error");
+          log.error({ err: error.message }, "intake failed");
+          return [Buffer.from("f2bz/1/nack"), Buffer.alloc(0), Buffer.from("busy")];
+        });
+        await socket.send(reply);
+      }
+    } catch (error) {
+      if (!socket.closed) log.error({ err: (error as Error).message }, "submit loop failed");
+    }
+  }
+}
+
+async function serveSnapshots(
+  endpoint: BoundEndpoint<zmq.Router>,
+  store: PublisherStore,
+  log: Logger,
+  counters: Counters,
+): Promise<void> {
+  // Threat: a subscriber asking in a loop; each snapshot reads every active ban.
+  const bucket = new TokenBucket(20, 40);
+  const dropLog = new RateLimitedLog();
+  for await (const socket of endpoint.sockets()) {
+    try {
+      for await (const [routingId, ...frames] of socket) {
+        const request = decodeSnapshotRequest(frames);
+        if (!request.ok || !routingId || !bucket.take()) {
+          const reason = request.ok ? "rate-limited" : request.reason;
+          counters.inc(`snapshot.dropped.${reason}`);
+          if (dropLog.allow(reason) !== undefined)
+            log.warn({ reason: untrusted(reason) }, "snapshot request dropped");
+          continue;
+        }
+        const { publisherSeq, entries } = store.snapshot(Date.now());
+        for (const message of encodeSnapshot(entries, publisherSeq)) {
+          await socket.send([Buffer.from(routingId), ...message]);
+        }
+        counters.inc("snapshot.served");
+        log.debug({ bans: entries.length, seq: publisherSeq }, "snapshot served");
+      }
+    } catch (error) {
+      if (!socket.closed) log.error({ err: (error as Error).message }, "snapshot loop failed");
+    }
+  }
+}

@@ -1,0 +1,99 @@
+import type { Counters, Logger } from "../logging.js";
+import { RateLimitedLog, untrusted } from "../logging.js";
+import type { NeverBanList } from "../policy/never-ban.js";
+import { encodeAck, encodeNack } from "../protocol/feed.js";
+import { decodeEventFrames } from "../protocol/frames.js";
+import { peekEnvelope } from "../protocol/peek.js";
+import type { RejectReason } from "../protocol/reasons.js";
+import { verifyEvent } from "../protocol/signature.js";
+import type { OriginLimiter } from "./rate-limit.js";
+import type { PublisherStore } from "./store.js";
+
+export interface IntakeOptions {
+  store: PublisherStore;
+  /** Whether `origin` (derived from `key`) is an authorized, not revoked monitor. */
+  isAuthorizedOrigin: (origin: string, key: Uint8Array) => boolean;
+  neverBan: NeverBanList;
+  limiter: OriginLimiter;
+  windowMs: number;
+  allowCidr: boolean;
+  /** Called for every event that changes the active set, after it is durably stored. */
+  broadcast: (payload: Buffer, signature: Buffer, publisherSeq: number) => void;
+  counters: Counters;
+  logger: Logger;
+  now?: () => number;
+}
+
+/**
+ * The publisher's checklist for one submitted message, cheapest step first, each failing closed
+ * with a reason the monitor logs: frames and sizes; the envelope read from its canonical layout;
+ * time window; seen-cache (a resend after a lost ack is acknowledged again, never re-broadcast);
+ * authorized origin; Ed25519 signature and strict parse; never-ban; rate limits. The reply is an
+ * ack only once the event is durably stored.
+ */
+export class Intake {
+  private readonly now: () => number;
+  private readonly dropLog = new RateLimitedLog(10_000, 3);
+
+  constructor(private readonly options: IntakeOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async handle(frames: readonly Buffer[]): Promise<Buffer[]> {
+    const o = this.options;
+    o.counters.inc("submit.received");
+    const message = decodeEventFrames(frames);
+    if (!message.ok) return this.reject("", message.reason);
+    const peeked = peekEnvelope(message.payload);
+    if (!peeked.ok) return this.reject("", peeked.reason);
+    const { id, origin, time, key } = peeked.envelope;
+    const now = this.now();
+    if (time < now - o.windowMs) return this.reject(id, "stale");
+    if (time > now + o.windowMs) return this.reject(id, "future");
+    if (o.store.hasSeen(id)) {
+      o.counters.inc("submit.duplicate");
+      return encodeAck(id);
+    }
+    if (!o.isAuthorizedOrigin(origin, key)) return this.reject(id, "unauthorized");
+    const verified = await verifyEvent(message.payload, message.signature, { allowCidr: o.allowCidr });
+    if (!verified.ok) return this.reject(id, verified.reason);
+    const event = verified.event;
+    if (event.id !== id || event.time !== time) return this.reject(id, "schema");
+    if (event.ip.includes("/") ? o.neverBan.overlaps(event.ip) : o.neverBan.contains(event.ip)) {
+      return this.reject(id, "never-ban");
+    }
+    const limited = o.limiter.take(event.origin);
+    if (limited) {
+      o.counters.inc(`submit.rate-limited.${limited}`);
+      return this.reject(id, "rate-limited");
+    }
+    const outcome = o.store.accept(event, message.payload, message.signature, this.now());
+    o.counters.inc(`submit.${outcome.type}`);
+    if (outcome.type === "broadcast") {
+      o.broadcast(message.payload, message.signature, outcome.publisherSeq);
+      o.logger.info(
+        {
+          id: event.id,
+          origin: event.name,
+          kind: event.kind,
+          jail: event.jail,
+          ip: event.ip,
+          seq: outcome.publisherSeq,
+        },
+        "event accepted",
+      );
+    } else {
+      o.logger.debug({ id: event.id, outcome: outcome.type }, "event acknowledged without broadcast");
+    }
+    return encodeAck(event.id);
+  }
+
+  private reject(id: string, reason: RejectReason): Buffer[] {
+    this.options.counters.inc(`dropped.${reason}`);
+    const suppressed = this.dropLog.allow(reason);
+    if (suppressed !== undefined) {
+      this.options.logger.warn({ reason, id: untrusted(id, 60), suppressed }, "submitted event rejected");
+    }
+    return encodeNack(id, reason);
+  }
+}

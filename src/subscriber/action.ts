@@ -1,0 +1,43 @@
+import type { Logger } from "../logging.js";
+
+/** One local change, after every check of the subscriber's checklist has passed. */
+export interface ActionRequest {
+  kind: "ban" | "unban";
+  jail: string;
+  ip: string;
+  origin: string;
+  /** ms since epoch; for an unban, when it was decided. */
+  expires: number;
+}
+
+/** Where accepted events go: fail2ban, a command, or the log. */
+export interface Action {
+  apply(requests: readonly ActionRequest[]): Promise<void>;
+  /** Waits for what is in flight. */
+  close(): Promise<void>;
+}
+
+/** One structured log line per event; the `log` action, and what `dryRun` prints instead of acting. */
+export class LogAction implements Action {
+  constructor(
+    private readonly logger: Logger,
+    private readonly message: string,
+  ) {}
+
+  async apply(requests: readonly ActionRequest[]): Promise<void> {
+    for (const r of requests) {
+      this.logger.info(
+        {
+          kind: r.kind,
+          jail: r.jail,
+          ip: r.ip,
+          origin: r.origin,
+          expires: new Date(r.expires).toISOString(),
+        },
+        this.message,
+      );
+    }
+  }
+
+  async close(): Promise<void> {}
+}

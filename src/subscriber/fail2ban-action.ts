@@ -1,0 +1,41 @@
+import type { BanExecutor } from "../fail2ban/executor.js";
+import { BanQueue } from "../fail2ban/queue.js";
+import type { Counters, Logger } from "../logging.js";
+import type { Action, ActionRequest } from "./action.js";
+
+/**
+ * Bans and unbans through fail2ban, batched per jail (`set <jail> banip ip…`), at most two calls
+ * in flight, from a bounded queue; through fail2ban-client itself or the root ban-helper.
+ */
+export class Fail2banAction implements Action {
+  private readonly queue: BanQueue;
+
+  constructor(executor: BanExecutor, batchSize: number, logger: Logger, counters: Counters) {
+    const log = logger.child({ component: "fail2ban" });
+    this.queue = new BanQueue(executor, {
+      batchSize,
+      onDone: (batch, count) => {
+        counters.inc(`applied.${batch.kind}`, batch.ips.length);
+        log.info(
+          { kind: batch.kind, jail: batch.jail, ips: batch.ips, changed: count },
+          `${batch.kind} applied`,
+        );
+      },
+      onError: (error, batch) => {
+        counters.inc(`action.failed.${batch.kind}`, batch.ips.length);
+        log.error(
+          { kind: batch.kind, jail: batch.jail, ips: batch.ips, err: (error as Error).message },
+          `${batch.kind} failed`,
+        );
+      },
+    });
+  }
+
+  async apply(requests: readonly ActionRequest[]): Promise<void> {
+    for (const r of requests) this.queue.push(r.kind, r.jail, r.ip);
+  }
+
+  close(): Promise<void> {
+    return this.queue.close();
+  }
+}
