@@ -6,6 +6,7 @@ const MIGRATIONS = [
   CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
   INSERT INTO meta (key, value) VALUES ('seq', 0);
   CREATE TABLE position (source TEXT PRIMARY KEY, inode INTEGER, offset INTEGER, cursor TEXT) WITHOUT ROWID;
+  CREATE TABLE interpreter (source TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
   CREATE TABLE outbox (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL UNIQUE,
@@ -88,16 +89,30 @@ export class Outbox {
     }
   }
 
-  /** Advances the log position without an event (a line that propagates nothing). */
-  advance(source: string, position: Position): void {
-    this.savePosition(source, position);
+  /** The log interpreter's state saved with the position it belongs to (JSON), if any. */
+  interpreterState(source: string): unknown {
+    const row = this.db.prepare("SELECT state FROM interpreter WHERE source = ?").get(source) as
+      | { state: string }
+      | undefined;
+    return row ? JSON.parse(row.state) : undefined;
   }
 
-  /** Stores a signed event for every publisher and the log position after its line, atomically. */
-  enqueue(entry: OutboxEntry, source: string, position: Position | undefined): void {
+  /**
+   * Stores signed events for every publisher, the log position after the line they came from and
+   * the interpreter's state, in one transaction.
+   */
+  commit(
+    source: string,
+    entries: readonly OutboxEntry[],
+    position: Position | undefined,
+    state: unknown,
+  ): void {
     this.db.transaction(() => {
-      this.insert(entry, this.publishers);
+      for (const entry of entries) this.insert(entry, this.publishers);
       if (position) this.savePosition(source, position);
+      this.db
+        .prepare("INSERT OR REPLACE INTO interpreter (source, state) VALUES (?, ?)")
+        .run(source, JSON.stringify(state));
     })();
   }
 
@@ -110,14 +125,17 @@ export class Outbox {
       this.db.prepare("INSERT INTO pending (id, publisher) VALUES (?, ?)").run(entry.id, p);
   }
 
-  /** Replaces a stale entry with a freshly signed one for the publishers still waiting for it. */
-  replace(oldId: string, fresh: OutboxEntry): void {
+  /**
+   * Replaces a stale entry with a freshly signed one for the publishers still waiting for it, or
+   * drops it (`fresh` undefined: its ban is over).
+   */
+  replace(oldId: string, fresh: OutboxEntry | undefined): void {
     this.db.transaction(() => {
       const waiting = (
         this.db.prepare("SELECT publisher FROM pending WHERE id = ?").all(oldId) as { publisher: string }[]
       ).map((r) => r.publisher);
       this.db.prepare("DELETE FROM outbox WHERE id = ?").run(oldId);
-      if (waiting.length > 0) this.insert(fresh, waiting);
+      if (fresh && waiting.length > 0) this.insert(fresh, waiting);
     })();
   }
 
