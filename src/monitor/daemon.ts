@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import path from "node:path";
 import type { Config, MonitorConfig } from "../config/schema.js";
 import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
@@ -134,7 +135,7 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
     source === "file"
       ? new LogTailer({
           file: settings.log,
-          start: filePosition(outbox.position("file")) ?? "end",
+          start: filePosition(outbox.position("file")) ?? (await currentEnd(settings.log)),
           pollIntervalMs: settings.pollInterval,
           logger: log,
           counters,
@@ -193,6 +194,20 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
       return closing;
     },
   };
+}
+
+/**
+ * The first run starts at the end of the log as it is now, fixed before the monitor reports that it
+ * reads: a line written after that report is never skipped. A log that does not exist yet is read
+ * from its start once it appears.
+ */
+async function currentEnd(file: string): Promise<{ inode: number; offset: number } | "end"> {
+  try {
+    const st = await stat(file);
+    return { inode: st.ino, offset: st.size };
+  } catch {
+    return "end";
+  }
 }
 
 function filePosition(position: Position | undefined): { inode: number; offset: number } | undefined {

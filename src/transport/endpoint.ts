@@ -1,0 +1,162 @@
+import { setTimeout as delay } from "node:timers/promises";
+import type * as zmq from "zeromq";
+import { F2bzError, quote } from "../errors.js";
+
+/**
+ * A server socket bound at one address that can be re-bound to drop every live connection.
+ *
+ * Why: ZAP runs only at handshake, so a peer whose key was removed or revoked keeps its session
+ * until the connection ends. Re-binding ends all connections of the endpoint; the revoked peer's
+ * reconnect is refused by ZAP (and libzmq then stops retrying), the others re-handshake by
+ * themselves after their reconnect interval.
+ *
+ * A rebind replaces the socket instead of calling unbind + bind on it:
+ * - zeromq.js 6.8 `unbindSync` calls `zmq_bind` (zeromq/zeromq.js#704), so it cannot unbind;
+ * - the async `unbind`/`bind` run `zmq_unbind` on a libuv worker thread, while a pending receive
+ *   may call `zmq_msg_recv` on the main thread (libzmq sockets are not thread safe), and any
+ *   `send()`/`receive()` started meanwhile throws EBUSY, which would end a `for await` loop.
+ * Closing the old socket ends its receive loops cleanly; the new one is bound synchronously on the
+ * main thread at the same concrete address (a `*` port resolved once), so clients find it again.
+ * tcp waits for libzmq to release the port (EADDRINUSE until then); an ipc bind takes over the
+ * path at once (libzmq unlinks a stale socket file before binding, and does not unlink on close).
+ * Between the close and the bind, another process could take the port: the rebind then fails
+ * with BIND_FAILED, and the owner should stop (a restart re-binds from configuration).
+ */
+export interface BoundEndpointOptions {
+  /** How long a rebind waits for libzmq to release the old listening port. Default 5000 ms. */
+  rebindTimeoutMs?: number;
+}
+
+export class BoundEndpoint<S extends zmq.Socket> {
+  private current: S;
+  private generationCount = 0;
+  private isClosed = false;
+  /** Serialises rebinds. */
+  private chain: Promise<void> = Promise.resolve();
+  /** Resolved (and replaced) whenever the socket is replaced or the endpoint closes. */
+  private changed = deferred();
+
+  private constructor(
+    private readonly create: () => S,
+    socket: S,
+    /** The concrete address, e.g. `tcp://127.0.0.1:41234` for `tcp://127.0.0.1:*`. */
+    readonly address: string,
+    private readonly rebindTimeoutMs: number,
+  ) {
+    this.current = socket;
+  }
+
+  /** Creates a socket with `create` (which must set every option) and binds it at `address`. */
+  static async open<S extends zmq.Socket>(
+    create: () => S,
+    address: string,
+    options: BoundEndpointOptions = {},
+  ): Promise<BoundEndpoint<S>> {
+    const socket = create();
+    try {
+      await socket.bind(address);
+    } catch (error) {
+      socket.close();
+      throw bindFailed(address, error);
+    }
+    const concrete = socket.lastEndpoint ?? address;
+    return new BoundEndpoint(create, socket, concrete, options.rebindTimeoutMs ?? 5_000);
+  }
+
+  /**
+   * The live socket; replaced by `rebind()`. Answer on the socket a request came from: a replaced
+   * socket is closed, and zeromq.js throws EBADF synchronously from `send()` on a closed socket.
+   */
+  get socket(): S {
+    return this.current;
+  }
+
+  /** How many times the socket was replaced. */
+  get generation(): number {
+    return this.generationCount;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /**
+   * The live socket, then each replacement, until `close()`. Run a receive loop per socket:
+   * `for await (const socket of ep.sockets()) for await (const msg of socket) …`.
+   */
+  async *sockets(): AsyncGenerator<S, void, undefined> {
+    let seen = -1;
+    while (!this.isClosed) {
+      if (seen !== this.generationCount) {
+        seen = this.generationCount;
+        yield this.current;
+        continue;
+      }
+      await this.changed.promise;
+    }
+  }
+
+  /** Drops every live connection and listens again at the same address. Serialised; a no-op after close. */
+  rebind(): Promise<void> {
+    const next = this.chain.then(() => this.replace());
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.current.close();
+    this.signal();
+  }
+
+  private async replace(): Promise<void> {
+    if (this.isClosed) return;
+    // Created before the old one closes: if this throws, the endpoint keeps serving as it was.
+    const fresh = this.create();
+    const old = this.current;
+    // Swapped first: zeromq.js throws synchronously (EBADF) on a closed socket, and `socket` must
+    // never hand one out. Until the bind, the fresh socket has no peers: PUB and ROUTER drop.
+    this.current = fresh;
+    old.close();
+    const deadline = Date.now() + this.rebindTimeoutMs;
+    for (let wait = 1; ; wait = Math.min(wait * 2, 100)) {
+      if (this.isClosed) return;
+      try {
+        // Synchronous on the main thread: the socket is never seen in zeromq.js's blocked state.
+        fresh.bindSync(this.address);
+        break;
+      } catch (error) {
+        // libzmq closes the old listener asynchronously (reaper thread): wait for the port.
+        if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE" || Date.now() >= deadline) {
+          // The endpoint is dead: end the owner's loops rather than leave them on an unbound socket.
+          this.close();
+          throw bindFailed(this.address, error);
+        }
+      }
+      await delay(wait);
+    }
+    this.generationCount++;
+    this.signal();
+  }
+
+  private signal(): void {
+    const done = this.changed;
+    this.changed = deferred();
+    done.resolve();
+  }
+}
+
+/** `Promise.withResolvers` arrives with Node 22. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+function bindFailed(address: string, error: unknown): F2bzError {
+  const code = (error as NodeJS.ErrnoException).code ?? String(error);
+  return new F2bzError("BIND_FAILED", `cannot bind ${quote(address)}: ${code}`, { cause: error });
+}
