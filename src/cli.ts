@@ -51,10 +51,13 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof F2bzError) {
       stderr(`f2bz ${command.name}: ${error.message}`);
+    } else if (isSystemError(error)) {
+      // A file the operator pointed at is missing, unwritable or of the wrong kind: not a bug in f2bz.
+      const io = new F2bzError("IO_FAILED", systemErrorMessage(error));
+      stderr(`f2bz ${command.name}: ${io.message}`);
+      return exitCodeFor(io);
     } else if (isParseArgsError(error)) {
-      stderr(
-        `f2bz ${command.name}: ${lowerFirst(error.message.split("\n")[0]!)} (see 'f2bz ${command.name} --help')`,
-      );
+      stderr(`f2bz ${command.name}: ${firstSentence(error.message)} (see 'f2bz ${command.name} --help')`);
       return 64;
     } else {
       stderr(`f2bz ${command.name}: internal error: ${(error as Error)?.stack ?? String(error)}`);
@@ -72,7 +75,23 @@ function isParseArgsError(error: unknown): error is Error {
   return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS");
 }
 
-const lowerFirst = (text: string) => text.replace(/^./, (c) => c.toLowerCase());
+function isSystemError(error: unknown): error is NodeJS.ErrnoException & { syscall: string } {
+  const e = error as NodeJS.ErrnoException | undefined;
+  return typeof e?.code === "string" && /^E[A-Z]+$/.test(e.code) && typeof e.syscall === "string";
+}
+
+function systemErrorMessage(error: NodeJS.ErrnoException & { syscall: string }): string {
+  const reason = error.message.replace(/^[A-Z]+: /, "").replace(/, \w+ .*$/, "");
+  const target = error.path === undefined ? "" : ` ${quote(error.path)}`;
+  return `${error.syscall}${target} failed: ${error.code} (${reason})`;
+}
+
+/** node's parseArgs explains at length ("To specify a positional argument…"); one sentence is enough. */
+function firstSentence(message: string): string {
+  const line = message.split("\n")[0]!;
+  const sentence = /^(.*?)\.(?:\s|$)/.exec(line)?.[1] ?? line;
+  return sentence.replace(/^./, (c) => c.toLowerCase());
+}
 
 function overview(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -17,7 +17,11 @@ export interface Running {
 export async function runDaemon<S extends "publisher" | "monitor" | "subscriber" | "banHelper">(
   ctx: CommandContext,
   section: S,
-  start: (config: Config & Required<Pick<Config, S>>, logger: Logger, signal: AbortSignal) => Promise<Running>,
+  start: (
+    config: Config & { [K in S]: NonNullable<Config[K]> },
+    logger: Logger,
+    signal: AbortSignal,
+  ) => Promise<Running>,
 ): Promise<number> {
   const file = typeof ctx.values.config === "string" ? ctx.values.config : DEFAULT_CONFIG;
   const config = await loadConfig(file);
@@ -37,7 +41,7 @@ export async function runDaemon<S extends "publisher" | "monitor" | "subscriber"
   });
   let running: Running | undefined;
   try {
-    running = await start(config as Config & Required<Pick<Config, S>>, logger, ctx.signal);
+    running = await start(config as Config & { [K in S]: NonNullable<Config[K]> }, logger, ctx.signal);
     logger.info({ config: file }, `${name} started`);
     if (!ctx.signal.aborted) await once(ctx.signal, "abort");
     logger.info(`${name} stopping`);

@@ -61,8 +61,23 @@ async function add(ctx: CommandContext, dir: string, role: Role, file: string): 
   }
   await ensureLayout(dir);
   const target = path.join(roleDir(dir, role), `${id}.key`);
-  await fs.copyFile(file, target, fs.constants.COPYFILE_EXCL);
+  try {
+    await fs.copyFile(file, target, fs.constants.COPYFILE_EXCL);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    throw new F2bzError("KEY_DUPLICATE", `${quote(target)} already exists`);
+  }
   await fs.chmod(target, 0o644);
+  // The copy reopens the source by name: make sure what landed is what was checked.
+  const copied = await loadPublicIdentity(target).catch(() => undefined);
+  if (
+    !copied ||
+    keyHex(copied.curvePublic) !== keyHex(identity.curvePublic) ||
+    copied.nodeId !== identity.nodeId
+  ) {
+    await fs.rm(target, { force: true });
+    throw new F2bzError("KEY_INVALID", `key file ${quote(file)} changed while it was being added`);
+  }
   ctx.stdout(`authorized ${role} ${id}: node ${identity.nodeId}, curve ${fingerprint(identity.curvePublic)}`);
   return 0;
 }
@@ -105,13 +120,7 @@ async function revoke(ctx: CommandContext, dir: string, name: string): Promise<n
     } catch {
       continue;
     }
-    const to = path.join(revokedDir(dir), moved === 0 ? `${id}.key` : `${id}.${role}.key`);
-    try {
-      await fs.access(to);
-      await fs.unlink(from);
-    } catch {
-      await fs.rename(from, to);
-    }
+    await moveToRevoked(from, dir, id);
     moved++;
     ctx.stdout(`revoked ${role} ${id}`);
   }
@@ -120,12 +129,41 @@ async function revoke(ctx: CommandContext, dir: string, name: string): Promise<n
   return 0;
 }
 
+/**
+ * Moves an authorized file into revoked/ without ever replacing a revoked file that holds another
+ * key: that revocation must stay in force. The same key already revoked needs no second copy.
+ */
+async function moveToRevoked(from: string, dir: string, id: string): Promise<void> {
+  const key = await loadPublicIdentity(from).then(
+    (identity) => keyHex(identity.curvePublic),
+    () => undefined,
+  );
+  for (let n = 1; ; n++) {
+    const to = path.join(revokedDir(dir), n === 1 ? `${id}.key` : `${id}.${n}.key`);
+    try {
+      await fs.link(from, to);
+      await fs.unlink(from);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const existing = await loadPublicIdentity(to).catch(() => undefined);
+    if (key !== undefined && existing && keyHex(existing.curvePublic) === key) {
+      await fs.unlink(from);
+      return;
+    }
+  }
+}
+
+/** Pending files record what unknown peers sent: show them, never let them drive the terminal. */
+const printable = (text: string) => text.replace(/[^\x20-\x7e]/g, "?").slice(0, 64);
+
 async function pending(ctx: CommandContext, dir: string): Promise<number> {
   const entries = await loadEntries(pendingDir(dir));
   if (entries.length === 0) ctx.stdout("no pending keys");
   for (const e of entries) {
     const metadata = parseZpl(await fs.readFile(e.file, "utf8"));
-    const meta = (key: string) => metadata.get(`metadata/${key}`) ?? "?";
+    const meta = (key: string) => printable(metadata.get(`metadata/${key}`) ?? "?");
     ctx.stdout(
       `${e.id}  wants ${meta("role").padEnd(10)}  from ${meta("address")}  first seen ${meta("first-seen")}  ${fingerprint(e.curvePublic)}`,
     );
@@ -135,12 +173,24 @@ async function pending(ctx: CommandContext, dir: string): Promise<number> {
 
 async function accept(ctx: CommandContext, dir: string, id: string): Promise<number> {
   const file = path.join(pendingDir(dir), `${checkKeyName(id)}.key`);
-  const text = await fs.readFile(file, "utf8").catch(() => {
-    throw new F2bzError("KEY_NOT_FOUND", `no pending key ${quote(id)} in ${quote(pendingDir(dir))}`);
+  const identity = await loadPublicIdentity(file).catch((error: unknown) => {
+    if (error instanceof F2bzError && error.code === "KEY_NOT_FOUND") {
+      throw new F2bzError("KEY_NOT_FOUND", `no pending key ${quote(id)} in ${quote(pendingDir(dir))}`);
+    }
+    throw error;
   });
   const role = parseRole(
-    typeof ctx.values.role === "string" ? ctx.values.role : parseZpl(text).get("metadata/role"),
+    typeof ctx.values.role === "string"
+      ? ctx.values.role
+      : parseZpl(await fs.readFile(file, "utf8")).get("metadata/role"),
   );
+  if (role === "monitor" && !identity.signPublic) {
+    // A handshake shows only the CURVE key; a monitor's events are checked with its verify key.
+    throw new F2bzError(
+      "KEY_INVALID",
+      `pending key ${quote(id)} has no verify key, which a monitor needs: add the monitor's own .key file with 'f2bz keys add monitor FILE'`,
+    );
+  }
   const code = await add(ctx, dir, role, file);
   await fs.unlink(file);
   return code;

@@ -1,8 +1,8 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
-import type { z } from "zod";
+import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, visit } from "yaml";
 import { F2bzError, quote } from "../errors.js";
+import { closest, describeIssue, keyName, knownKeys, lowerFirst } from "./issues.js";
 import { type Config, configSchema } from "./schema.js";
 
 export const DEFAULT_CONFIG = "/etc/f2bz/f2bz.yaml";
@@ -24,68 +24,113 @@ export async function loadConfig(file: string): Promise<Config> {
   return parseConfig(text, path.resolve(file));
 }
 
+type YamlDocument = ReturnType<typeof parseDocument>;
+
 export function parseConfig(text: string, file: string): Config {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const invalid = (line: number, what: string) =>
+    new F2bzError("CONFIG_INVALID", `config ${quote(file)} line ${line}: ${what}`);
   const yamlError = doc.errors[0];
   if (yamlError) {
-    const line = yamlError.linePos?.[0].line ?? lineCounter.linePos(yamlError.pos[0]).line;
-    const reason = yamlError.message.split("\n")[0]!.replace(/ at line \d+.*$/, "");
-    throw new F2bzError("CONFIG_INVALID", `config ${quote(file)} line ${line}: invalid yaml: ${reason}`);
+    let offset = yamlError.pos[0];
+    // yaml reports an unterminated quote where the file ends; the operator needs where it opened,
+    // which is the last quote of that kind (nothing after it can close it).
+    const quoteChar = /^Missing closing (["'])quote/.exec(yamlError.message)?.[1];
+    if (quoteChar) offset = Math.max(0, text.lastIndexOf(quoteChar, offset));
+    const line = lineCounter.linePos(offset).line;
+    let reason = lowerFirst(yamlError.message.split("\n")[0]!.replace(/ at line \d+.*$/, ""));
+    if (yamlError.code === "DUPLICATE_KEY") {
+      const key = /^[^\s:]+/.exec(text.slice(yamlError.pos[0]))?.[0];
+      if (key) reason = `duplicate key ${quote(key)}`;
+    } else if (yamlError.code === "MULTIPLE_DOCS") {
+      reason = "expected a single document, found a second '---'";
+    }
+    throw invalid(line, `invalid yaml: ${reason}`);
   }
-  const data: unknown = doc.toJS({ maxAliasCount: 0 }) ?? {};
-  const result = configSchema(path.dirname(file)).safeParse(data);
+  // Aliases would let a short file expand into a huge one, and a key that is a list or a mapping
+  // has no name to report: a config file needs neither.
+  let refused: F2bzError | undefined;
+  const lineOf = (node: { range?: [number, number, number] | null } | null) =>
+    lineCounter.linePos(node?.range?.[0] ?? 0).line;
+  visit(doc, {
+    Alias(_, node) {
+      refused = invalid(lineOf(node), "invalid yaml: aliases (*name) are not supported");
+      return visit.BREAK;
+    },
+    Pair(_, pair) {
+      if (isScalar(pair.key)) return undefined;
+      refused = invalid(
+        lineOf((pair.key ?? pair.value) as Node | null),
+        "invalid yaml: keys must be plain names",
+      );
+      return visit.BREAK;
+    },
+  });
+  if (refused) throw refused;
+
+  const data: unknown = doc.toJS() ?? {};
+  const schema = configSchema(path.dirname(file));
+  const result = schema.safeParse(data);
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const issuePath = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]!] : issue.path;
-  const { line, found } = locate(doc, lineCounter, issuePath);
-  const key = issuePath.length > 0 ? issuePath.join(".") : "(top level)";
-  throw new F2bzError(
-    "CONFIG_INVALID",
-    `config ${quote(file)} line ${line}: ${quote(key)}: ${describeIssue(issue)}, found ${found}`,
-  );
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  switch (issue.code) {
-    case "unrecognized_keys":
-      return "unknown key, expected one of the documented keys";
-    case "invalid_type":
-      return issue.input === undefined ? `missing, expected ${issue.expected}` : `expected ${issue.expected}`;
-    case "invalid_value":
-      return `expected one of ${issue.values.map((v) => quote(v)).join(", ")}`;
-    case "too_small":
-      return `expected at least ${issue.minimum}${issue.origin === "array" ? " entries" : ""}`;
-    case "too_big":
-      return `expected at most ${issue.maximum}${issue.origin === "array" ? " entries" : ""}`;
-    default:
-      return issue.message.replace(/^Invalid input: /, "").replace(/^./, (c) => c.toLowerCase());
+  // A misspelt key also makes the key it was meant to be "missing": the typo is the cause to show.
+  const issue = result.error.issues.find((i) => i.code === "unrecognized_keys") ?? result.error.issues[0]!;
+  if (issue.code === "unrecognized_keys") {
+    const unknown = issue.keys[0]!;
+    const issuePath = [...issue.path, unknown];
+    const known = knownKeys(schema, issue.path);
+    const guess = closest(unknown, known);
+    throw invalid(
+      locate(doc, lineCounter, issuePath).line,
+      `${quote(keyName(issuePath))}: unknown key${guess ? ` (did you mean ${quote(guess)}?)` : ""}, expected one of ${known.join(", ")}`,
+    );
   }
+  const located = locate(doc, lineCounter, issue.path);
+  const { line } = located;
+  // For a bad key of a mapping (banTimes), what was found is the key itself, not its value.
+  const found = issue.code === "invalid_key" ? quote(String(issue.path.at(-1))) : located.found;
+  const key = issue.path.length > 0 ? keyName(issue.path) : "(top level)";
+  if (found === undefined) throw invalid(line, `${quote(key)}: missing, expected ${describeIssue(issue)}`);
+  throw invalid(line, `${quote(key)}: expected ${describeIssue(issue)}, found ${found}`);
 }
 
-type YamlDocument = ReturnType<typeof parseDocument>;
-
-/** The line of the deepest node on the path that exists, and the value found at the full path. */
+/**
+ * The line of the deepest node on the path that exists, and a description of the value at the full
+ * path (undefined when there is none).
+ */
 function locate(doc: YamlDocument, counter: LineCounter, issuePath: readonly PropertyKey[]) {
   let node: unknown = doc.contents;
-  let offset = 0;
+  let offset = (node as { range?: [number, number, number] } | null)?.range?.[0] ?? 0;
+  let found: string | undefined = describeNode(node);
   for (const step of issuePath) {
     if (isMap(node)) {
       const pair = node.items.find((p) => isScalar(p.key) && p.key.value === step);
-      if (!pair) break;
+      if (!pair) {
+        found = undefined;
+        break;
+      }
       offset = (pair.key as { range?: [number, number, number] }).range?.[0] ?? offset;
       node = pair.value;
     } else if (isSeq(node) && typeof step === "number" && step < node.items.length) {
       node = node.items[step];
       offset = (node as { range?: [number, number, number] }).range?.[0] ?? offset;
     } else {
+      found = undefined;
       break;
     }
+    found = describeNode(node);
   }
-  const value = doc.hasIn(issuePath as unknown[]) ? doc.getIn(issuePath as unknown[], true) : undefined;
-  let found = "nothing";
-  if (isScalar(value)) found = value.value === null ? "an empty value" : quote(String(value.value));
-  else if (isSeq(value)) found = "a list";
-  else if (isMap(value)) found = "a mapping";
   return { line: counter.linePos(offset).line, found };
+}
+
+function describeNode(node: unknown): string | undefined {
+  if (node === null || node === undefined) return "an empty value";
+  if (isScalar(node)) {
+    if (node.value === null) return "an empty value";
+    return typeof node.value === "string" ? quote(node.value) : String(node.value);
+  }
+  if (isSeq(node)) return node.items.length === 0 ? "an empty list" : "a list";
+  if (isMap(node)) return "a mapping";
+  if (isAlias(node)) return "an alias";
+  return "a value";
 }

@@ -7,6 +7,8 @@ import { parseDuration } from "./duration.js";
  * own section; absent sections are undefined, present ones come out fully defaulted.
  */
 export function configSchema(baseDir: string) {
+  // Defaults of paths go in with `prefault` (before the transform), so that a relative default such
+  // as `keys` resolves against the config file's directory like a written value does.
   const file = z
     .string()
     .min(1)
@@ -41,7 +43,7 @@ export function configSchema(baseDir: string) {
         message: "expected a name of letters, digits, '.', '_' or '-'",
       }),
       identity: file,
-      stateDir: file.default("/var/lib/f2bz"),
+      stateDir: file.prefault("/var/lib/f2bz"),
     })
     .strict();
 
@@ -50,7 +52,7 @@ export function configSchema(baseDir: string) {
       submit: endpoint.default("tcp://0.0.0.0:5678"),
       feed: endpoint.default("tcp://0.0.0.0:5680"),
       snapshot: endpoint.default("tcp://0.0.0.0:5681"),
-      keys: file.default("keys"),
+      keys: file.prefault("keys"),
       perOriginRate: z.number().positive().default(20),
       perOriginBurst: z.number().int().positive().default(200),
       globalRate: z.number().positive().default(500),
@@ -60,7 +62,7 @@ export function configSchema(baseDir: string) {
 
   const monitor = z
     .object({
-      log: file.default("/var/log/fail2ban.log"),
+      log: file.prefault("/var/log/fail2ban.log"),
       source: z.enum(["file", "journald"]).default("file"),
       journalUnit: z.string().default("fail2ban.service"),
       ignoreJails: z.array(jail).default(["f2bz"]),
@@ -79,7 +81,7 @@ export function configSchema(baseDir: string) {
       jail: z.union([z.literal("same"), jail]).default("f2bz"),
       fallbackJail: jail.optional(),
       dryRun: z.boolean().default(false),
-      client: file.default("/usr/bin/fail2ban-client"),
+      client: file.prefault("/usr/bin/fail2ban-client"),
       helper: file.optional(),
       command: z.array(z.string()).min(1).optional(),
       timeout: duration("15s"),
@@ -103,9 +105,9 @@ export function configSchema(baseDir: string) {
 
   const banHelper = z
     .object({
-      socket: file.default("/run/f2bz/ban.sock"),
+      socket: file.prefault("/run/f2bz/ban.sock"),
       group: z.string().optional(),
-      client: file.default("/usr/bin/fail2ban-client"),
+      client: file.prefault("/usr/bin/fail2ban-client"),
       jails: z.array(jail).default([]),
       neverBan: z.array(z.string()).default([]),
       timeout: duration("15s"),

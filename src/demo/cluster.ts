@@ -5,6 +5,7 @@ import { stringify } from "yaml";
 import { writeIdentity } from "../keys/files.js";
 import { generateIdentity } from "../keys/identity.js";
 import { ensureLayout, roleDir } from "../keys/store.js";
+import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
 
 export interface DemoNode {
   name: string;
@@ -111,10 +112,18 @@ export function fail2banLine(
   return `${stamp} fail2ban.actions        [${pid}]: NOTICE  [${jail}] ${kind === "ban" ? "Ban" : "Unban"} ${ip}\n`;
 }
 
-/** Documentation addresses only (RFC 5737, RFC 3849): never anyone's real address. */
-export function demoAddress(index: number): string {
-  if (index % 4 === 3) return `2001:db8::${(index + 1).toString(16)}`;
+/**
+ * Documentation addresses only (RFC 5737, RFC 3849), never anyone's real address; every fourth one
+ * IPv6. Addresses on the never-ban list (this host's own, say) are skipped: they would be refused.
+ */
+export function demoAddresses(count: number): string[] {
+  const never = NeverBanList.create({ hostAddresses: hostAddresses() });
   const pools = ["192.0.2", "198.51.100", "203.0.113"];
-  const n = Math.floor(index / 4) * 3 + (index % 4);
-  return `${pools[n % 3]}.${1 + (Math.floor(n / 3) % 254)}`;
+  const out: string[] = [];
+  for (let n = 0; out.length < count; n++) {
+    const ip =
+      n % 4 === 3 ? `2001:db8::${(n + 1).toString(16)}` : `${pools[n % 3]}.${1 + (Math.floor(n / 3) % 254)}`;
+    if (!never.contains(ip) && !out.includes(ip)) out.push(ip);
+  }
+  return out;
 }

@@ -66,7 +66,7 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
         ackTimeoutMs: settings.ackTimeout,
         maxAgeMs: Math.floor(config.events.window / 2),
         refresh: (entry) => events.refresh(entry),
-        logger: log,
+        logger,
         counters,
       }),
   );
@@ -137,13 +137,13 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
           file: settings.log,
           start: filePosition(outbox.position("file")) ?? (await currentEnd(settings.log)),
           pollIntervalMs: settings.pollInterval,
-          logger: log,
+          logger: logger.child({ component: "tailer" }),
           counters,
         })
       : new JournalTailer({
           unit: settings.journalUnit,
           ...journalCursor(outbox.position("journald")),
-          logger: log,
+          logger: logger.child({ component: "journal" }),
           counters,
         });
 

@@ -25,7 +25,10 @@ export function openDatabase(file: string, migrations: readonly string[]): Db {
   const current = db.pragma("user_version", { simple: true }) as number;
   if (current > migrations.length) {
     db.close();
-    throw new F2bzError("IO_FAILED", `state file ${quote(file)} has schema version ${current}, newer than this f2bz (${migrations.length})`);
+    throw new F2bzError(
+      "IO_FAILED",
+      `state file ${quote(file)} has schema version ${current}, newer than this f2bz (${migrations.length})`,
+    );
   }
   for (let version = current; version < migrations.length; version++) {
     db.transaction(() => {

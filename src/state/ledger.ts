@@ -42,7 +42,13 @@ export function pruneLedger(db: Db, now: number): void {
  * Whether a `Ban` or `Unban` line for (jail, ip) was caused by this host's subscriber. Any unban of
  * a cluster ban counts (expiry inside fail2ban, or the subscriber's own unban).
  */
-export function wasAppliedByCluster(db: Db, kind: "ban" | "unban", jail: string, ip: string, now: number): boolean {
+export function wasAppliedByCluster(
+  db: Db,
+  kind: "ban" | "unban",
+  jail: string,
+  ip: string,
+  now: number,
+): boolean {
   const sql =
     kind === "ban"
       ? "SELECT 1 FROM ledger WHERE jail = ? AND ip = ? AND kind = 'ban' AND until >= ?"

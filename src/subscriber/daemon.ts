@@ -60,7 +60,7 @@ export async function startSubscriber(
   const host = hostAddresses();
   let neverBan = NeverBanList.create({ entries: [...baseEntries, ...local.ignoreIp], hostAddresses: host });
 
-  const action = createAction(settings, local.executor, log, counters);
+  const action = createAction(settings, local.executor, logger, counters);
   const mapJail = (jail: string): string => {
     const wanted = settings.action.jail === "same" ? jail : settings.action.jail;
     if (local.jails === undefined || local.jails.has(wanted)) return wanted;
@@ -155,7 +155,7 @@ export async function startSubscriber(
         lastSeq: store.publisherSeq(p.feed),
         saveSeq: (seq) => store.setPublisherSeq(p.feed, seq),
         onEvent,
-        logger: log,
+        logger,
         counters,
       }),
   );

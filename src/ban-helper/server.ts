@@ -1,0 +1,282 @@
+import { promises as fs } from "node:fs";
+import net from "node:net";
+import { F2bzError, quote } from "../errors.js";
+import type { BanExecutor } from "../fail2ban/executor.js";
+import { MAX_LINE_BYTES } from "../fail2ban/helper-protocol.js";
+import { Counters, type Logger, RateLimitedLog } from "../logging.js";
+import type { NeverBanList } from "../policy/never-ban.js";
+import { checkRequest, type RequestPolicy } from "./request.js";
+
+export interface BanHelperServerOptions {
+  /** Where to listen: a path this server creates (and removes on close) ... */
+  socket: string;
+  /** ... or a listening socket inherited from systemd (fd 3); then `socket` is only a label. */
+  fd?: number;
+  /** Group (numeric gid) that may connect: the socket becomes root:group 0660. */
+  gid?: number;
+  executor: BanExecutor;
+  /** Allowed jails; empty = any valid name. */
+  jails: readonly string[];
+  neverBan: NeverBanList;
+  logger: Logger;
+  /** A client has this long to send its line (default 5 s): a slow client holds only its own slot. */
+  requestTimeoutMs?: number;
+  /** Connections at once (default 16); more are answered `ERR busy` and closed. */
+  maxConnections?: number;
+  /** fail2ban-client calls at once (default 2); each one is a Python process start. */
+  maxCalls?: number;
+}
+
+/**
+ * The root ban-helper: a unix socket that turns one checked line into one fail2ban-client call.
+ * It carries no network code; its only input is the line, re-validated in full whatever the caller
+ * already checked, since the caller is exactly what this process must not trust.
+ */
+export class BanHelperServer {
+  readonly counters = new Counters();
+  private readonly server: net.Server;
+  private readonly policy: RequestPolicy;
+  private readonly log: Logger;
+  private readonly limited = new RateLimitedLog();
+  private readonly connections = new Set<Promise<void>>();
+  /** Connections still sending their line: dropped at close, they have nothing in flight. */
+  private readonly reading = new Set<net.Socket>();
+  private readonly calls: Semaphore;
+  private readonly requestTimeoutMs: number;
+  private readonly maxConnections: number;
+  private ownsPath = false;
+  private closing: Promise<void> | undefined;
+
+  private constructor(private readonly options: BanHelperServerOptions) {
+    this.policy = { jails: new Set(options.jails), neverBan: options.neverBan };
+    this.log = options.logger.child({ component: "ban-helper" });
+    this.calls = new Semaphore(options.maxCalls ?? 2);
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
+    this.maxConnections = options.maxConnections ?? 16;
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+  }
+
+  static async listen(options: BanHelperServerOptions): Promise<BanHelperServer> {
+    const helper = new BanHelperServer(options);
+    await helper.bind();
+    return helper;
+  }
+
+  get socketPath(): string {
+    return this.options.socket;
+  }
+
+  /** Stops accepting, lets calls in flight finish, removes the socket file it created. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      for (const socket of this.reading) socket.destroy();
+      await Promise.allSettled([...this.connections]);
+      await closed;
+      if (this.ownsPath) await fs.rm(this.options.socket, { force: true });
+      this.log.info({ counters: this.counters.toJSON() }, "socket closed");
+    })();
+    return this.closing;
+  }
+
+  private async bind(): Promise<void> {
+    const { socket, fd, gid } = this.options;
+    if (fd !== undefined) {
+      await this.listenOn({ fd });
+      this.log.info({ fd, socket }, "listening on the socket systemd passed");
+      return;
+    }
+    await removeStaleSocket(socket);
+    // Created 0660 from the start (umask), not chmod-ed after: no window in which others may connect.
+    const previous = process.umask(0o117);
+    try {
+      await this.listenOn({ path: socket });
+    } finally {
+      process.umask(previous);
+    }
+    this.ownsPath = true;
+    try {
+      await fs.chmod(socket, 0o660);
+      if (gid !== undefined) await fs.chown(socket, -1, gid);
+    } catch (error) {
+      await this.close();
+      const code = (error as NodeJS.ErrnoException).code ?? String(error);
+      throw new F2bzError("BIND_FAILED", `cannot give ${quote(socket)} to group ${gid}: ${code}`, {
+        cause: error,
+      });
+    }
+    this.log.info({ socket, gid }, "listening");
+  }
+
+  private listenOn(where: { path: string } | { fd: number }): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException) => {
+        reject(
+          new F2bzError(
+            "BIND_FAILED",
+            `cannot listen on ${quote(this.options.socket)}: ${error.code ?? error.message}`,
+          ),
+        );
+      };
+      this.server.once("error", onError);
+      // listen() binds synchronously for a path, so the caller's umask applies to the socket file.
+      this.server.listen(where, () => {
+        this.server.off("error", onError);
+        resolve();
+      });
+    });
+  }
+
+  private accept(socket: net.Socket): void {
+    socket.on("error", () => {}); // a client that goes away mid-answer is not an error of the helper
+    if (this.closing || this.connections.size >= this.maxConnections) {
+      this.counters.inc("refused.busy");
+      this.warn("busy", "too many connections, refused");
+      // Destroyed once written: its request is never read, so its end would never be seen.
+      socket.end("ERR busy\n", () => socket.destroy());
+      return;
+    }
+    const done = this.serve(socket).finally(() => {
+      this.connections.delete(done);
+      socket.destroy();
+    });
+    this.connections.add(done);
+  }
+
+  private async serve(socket: net.Socket): Promise<void> {
+    this.reading.add(socket);
+    const read = await readLine(socket, this.requestTimeoutMs);
+    this.reading.delete(socket);
+    if (!read.ok) {
+      this.refuse(read.reason);
+      await answer(socket, `ERR ${read.reason}`);
+      return;
+    }
+    const checked = checkRequest(read.line, this.policy);
+    if (!checked.ok) {
+      this.refuse(checked.reason);
+      await answer(socket, `ERR ${checked.reason}`);
+      return;
+    }
+    const { verb, jail, ips } = checked;
+    const release = await this.calls.acquire();
+    try {
+      const count =
+        verb === "BAN"
+          ? await this.options.executor.ban(jail, ips)
+          : await this.options.executor.unban(jail, ips);
+      this.counters.inc(`${verb.toLowerCase()}.ok`);
+      this.log.info({ verb, jail, ips, count }, "applied");
+      await answer(socket, `OK ${count}`);
+    } catch (error) {
+      this.counters.inc(`${verb.toLowerCase()}.failed`);
+      this.log.error({ verb, jail, ips, err: (error as Error).message }, "fail2ban-client failed");
+      await answer(socket, "ERR fail2ban failed");
+    } finally {
+      release();
+    }
+  }
+
+  private refuse(reason: string): void {
+    // Count by the phrase, not by the echoed token, so that the counter names stay few.
+    const key = reason.replace(/ '.*$/, "").replace(/,.*$/, "");
+    this.counters.inc(`refused.${key}`);
+    this.warn(key, "request refused", reason);
+  }
+
+  private warn(key: string, message: string, reason?: string): void {
+    const suppressed = this.limited.allow(key);
+    if (suppressed !== undefined) this.log.warn({ reason: reason ?? key, suppressed }, message);
+  }
+}
+
+type LineResult = { ok: true; line: Buffer } | { ok: false; reason: string };
+
+/** Reads exactly one line of at most MAX_LINE_BYTES (newline included) within `timeoutMs`. */
+function readLine(socket: net.Socket, timeoutMs: number): Promise<LineResult> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (result: LineResult) => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("close", onEnd);
+      socket.pause();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      const all = Buffer.concat(chunks, size);
+      const newline = all.indexOf(0x0a);
+      if (newline === -1) {
+        if (size >= MAX_LINE_BYTES) finish({ ok: false, reason: "line too long" });
+        return;
+      }
+      if (newline + 1 > MAX_LINE_BYTES) return finish({ ok: false, reason: "line too long" });
+      if (newline + 1 < size) return finish({ ok: false, reason: "one request per connection" });
+      finish({ ok: true, line: all.subarray(0, newline) });
+    };
+    const onEnd = () => finish({ ok: false, reason: size === 0 ? "empty request" : "missing newline" });
+    const timer = setTimeout(() => finish({ ok: false, reason: "timeout" }), timeoutMs);
+    socket.on("data", onData);
+    socket.on("end", onEnd);
+    socket.on("close", onEnd);
+  });
+}
+
+/** Writes the one answer line and half-closes; resolves when written or when the client is gone. */
+function answer(socket: net.Socket, line: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.destroyed || !socket.writable) return resolve();
+    socket.end(`${line}\n`, () => resolve());
+    socket.once("close", () => resolve());
+  });
+}
+
+/**
+ * Removes a socket file left by a helper that died; refuses to touch anything that is not a socket,
+ * or a socket that something still listens on.
+ */
+async function removeStaleSocket(socket: string): Promise<void> {
+  const stat = await fs.lstat(socket).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return undefined;
+    throw new F2bzError("BIND_FAILED", `cannot inspect ${quote(socket)}: ${error.code ?? error.message}`);
+  });
+  if (!stat) return;
+  if (!stat.isSocket()) {
+    throw new F2bzError("BIND_FAILED", `${quote(socket)} exists and is not a socket; not removing it`);
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socket);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+  if (live) throw new F2bzError("BIND_FAILED", `another process listens on ${quote(socket)}`);
+  await fs.rm(socket, { force: true });
+}
+
+/** At most `limit` holders at once; the others wait in arrival order. */
+class Semaphore {
+  private active = 0;
+  private readonly waiters: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    else this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.active--;
+    };
+  }
+}

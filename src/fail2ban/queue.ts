@@ -1,0 +1,229 @@
+import { Counters } from "../logging.js";
+import type { BanExecutor } from "./executor.js";
+
+export type BanKind = "ban" | "unban";
+
+/** One executor call: addresses of one kind for one jail. */
+export interface Batch {
+  kind: BanKind;
+  jail: string;
+  ips: readonly string[];
+}
+
+export interface BanQueueOptions {
+  /** Addresses per call (default 100). */
+  batchSize?: number;
+  /** Operations waiting, over all jails (default 10 000); more are refused and counted as dropped. */
+  maxPending?: number;
+  /** Calls in flight at once, 1 or 2 (default 2): each call is a Python process start. */
+  concurrency?: number;
+  /** A call that failed; its addresses are not retried here (the caller owns retries and state). */
+  onError?: (error: unknown, batch: Batch) => void;
+  /** A call that succeeded, with what the executor returned (the count fail2ban changed). */
+  onDone?: (batch: Batch, count: number) => void;
+}
+
+interface Op {
+  kind: BanKind;
+  ip: string;
+}
+
+/**
+ * Feeds bans and unbans to fail2ban in batches. Invariants:
+ * - for one jail and one address, operations reach the executor in the order they were pushed, and
+ *   never two at once: a ban then an unban of the same address cannot swap places;
+ * - operations on different addresses may be regrouped, so that bans and unbans of one jail each
+ *   go out as few calls as possible (a burst pushed in one tick coalesces, and what arrives while
+ *   calls are in flight waits for the next batch);
+ * - at most `concurrency` calls in flight and `maxPending` operations waiting: memory stays bounded
+ *   whatever the rate of events.
+ */
+export class BanQueue {
+  readonly counters = new Counters();
+  private readonly batchSize: number;
+  private readonly maxPending: number;
+  private readonly concurrency: number;
+  private readonly waiting = new Map<string, Op[]>();
+  /** Addresses of each jail that are in a call in flight. */
+  private readonly busy = new Map<string, Set<string>>();
+  private pendingCount = 0;
+  private running = 0;
+  private scheduled = false;
+  private closed = false;
+  private readonly idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly executor: BanExecutor,
+    private readonly options: BanQueueOptions = {},
+  ) {
+    this.batchSize = Math.max(1, options.batchSize ?? 100);
+    this.maxPending = Math.max(1, options.maxPending ?? 10_000);
+    this.concurrency = Math.min(2, Math.max(1, options.concurrency ?? 2));
+  }
+
+  /** Queues a ban; false when refused (queue full or closed), counted as `dropped` or `closed`. */
+  ban(jail: string, ip: string): boolean {
+    return this.push("ban", jail, ip);
+  }
+
+  unban(jail: string, ip: string): boolean {
+    return this.push("unban", jail, ip);
+  }
+
+  push(kind: BanKind, jail: string, ip: string): boolean {
+    if (this.closed) {
+      this.counters.inc("closed");
+      return false;
+    }
+    if (this.pendingCount >= this.maxPending) {
+      this.counters.inc("dropped");
+      this.counters.inc(`dropped.${kind}`);
+      return false;
+    }
+    let ops = this.waiting.get(jail);
+    if (!ops) {
+      ops = [];
+      this.waiting.set(jail, ops);
+    }
+    ops.push({ kind, ip });
+    this.pendingCount++;
+    this.schedule();
+    return true;
+  }
+
+  /** Operations waiting (not yet handed to the executor). */
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  /** Calls in flight. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /** Resolves once nothing waits and nothing is in flight, including what is pushed meanwhile. */
+  flush(signal?: AbortSignal): Promise<void> {
+    if (this.idle()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.idleWaiters.indexOf(done);
+        if (i !== -1) this.idleWaiters.splice(i, 1);
+        reject(signal?.reason);
+      };
+      const done = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.idleWaiters.push(done);
+    });
+  }
+
+  /** Refuses new operations, then waits for the queued and in-flight ones. Idempotent. */
+  close(signal?: AbortSignal): Promise<void> {
+    this.closed = true;
+    return this.flush(signal);
+  }
+
+  private idle(): boolean {
+    return this.pendingCount === 0 && this.running === 0;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // Whatever is pushed in the same tick joins the first batch.
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.running < this.concurrency) {
+      const batch = this.nextBatch();
+      if (!batch) break;
+      this.start(batch);
+    }
+    if (this.idle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /** Round-robin over jails, so that a flood into one jail does not starve another. */
+  private nextBatch(): Batch | undefined {
+    for (const jail of [...this.waiting.keys()]) {
+      const ops = this.waiting.get(jail)!;
+      this.waiting.delete(jail);
+      const batch = this.take(jail, ops);
+      if (ops.length > 0) this.waiting.set(jail, ops);
+      if (batch) return batch;
+    }
+    return undefined;
+  }
+
+  /**
+   * Takes from `ops`, in order, addresses of the kind of the first one that may go: skipping an
+   * address that is in flight, and one that an earlier operation of the other kind still holds back.
+   */
+  private take(jail: string, ops: Op[]): Batch | undefined {
+    const blocked = new Set(this.busy.get(jail));
+    const chosen = new Set<string>();
+    const taken = new Set<Op>();
+    let kind: BanKind | undefined;
+    for (const op of ops) {
+      if (chosen.size >= this.batchSize) break;
+      if (blocked.has(op.ip)) continue;
+      kind ??= op.kind;
+      if (op.kind !== kind) {
+        blocked.add(op.ip);
+        continue;
+      }
+      chosen.add(op.ip);
+      taken.add(op);
+    }
+    if (!kind || taken.size === 0) return undefined;
+    const rest = ops.filter((op) => !taken.has(op));
+    ops.splice(0, ops.length, ...rest);
+    this.pendingCount -= taken.size;
+    return { kind, jail, ips: [...chosen] };
+  }
+
+  private start(batch: Batch): void {
+    this.running++;
+    let busy = this.busy.get(batch.jail);
+    if (!busy) {
+      busy = new Set();
+      this.busy.set(batch.jail, busy);
+    }
+    for (const ip of batch.ips) busy.add(ip);
+    this.counters.inc("calls");
+    void this.call(batch).finally(() => {
+      this.running--;
+      for (const ip of batch.ips) busy.delete(ip);
+      if (busy.size === 0) this.busy.delete(batch.jail);
+      this.pump();
+    });
+  }
+
+  /** Never rejects: a failed call is counted and reported, a throwing callback is contained. */
+  private async call(batch: Batch): Promise<void> {
+    let count: number;
+    try {
+      count =
+        batch.kind === "ban"
+          ? await this.executor.ban(batch.jail, batch.ips)
+          : await this.executor.unban(batch.jail, batch.ips);
+    } catch (error) {
+      this.counters.inc("failed");
+      this.counters.inc(`failed.${batch.kind}`, batch.ips.length);
+      try {
+        this.options.onError?.(error, batch);
+      } catch {}
+      return;
+    }
+    this.counters.inc(`${batch.kind}.sent`, batch.ips.length);
+    try {
+      this.options.onDone?.(batch, count);
+    } catch {}
+  }
+}

@@ -1,0 +1,66 @@
+import test from "ava";
+import { checkRequest, type RequestPolicy } from "../../src/ban-helper/request.js";
+import { NeverBanList } from "../../src/policy/never-ban.js";
+
+const policy: RequestPolicy = {
+  jails: new Set(["f2bz", "sshd"]),
+  neverBan: NeverBanList.create({ entries: ["203.0.113.0/28"], hostAddresses: ["198.51.100.200"] }),
+};
+const check = (line: string | Buffer, p = policy) =>
+  checkRequest(typeof line === "string" ? Buffer.from(line, "latin1") : line, p);
+
+test("a well-formed request passes with canonical, de-duplicated addresses", (t) => {
+  t.deepEqual(check("BAN f2bz 192.0.2.1"), { ok: true, verb: "BAN", jail: "f2bz", ips: ["192.0.2.1"] });
+  t.deepEqual(check("UNBAN sshd 2001:DB8:0:0::1 192.0.2.1 2001:db8::1 ::ffff:192.0.2.1"), {
+    ok: true,
+    verb: "UNBAN",
+    jail: "sshd",
+    ips: ["2001:db8::1", "192.0.2.1"],
+  });
+  const hundred = Array.from({ length: 100 }, (_, i) => `192.0.2.${i + 1}`).join(" ");
+  t.true(check(`BAN f2bz ${hundred}`).ok);
+  t.true(check("BAN any-jail 192.0.2.1", { ...policy, jails: new Set() }).ok, "no allowlist: any valid name");
+});
+
+test("every malformed or forbidden request is refused with a short reason", (t) => {
+  const cases: [string | Buffer, string][] = [
+    ["", "empty request"],
+    ["ban f2bz 192.0.2.1", "unknown verb 'ban'"],
+    ["PING", "unknown verb 'PING'"],
+    ["BAN", "missing jail"],
+    ["BAN f2bz", "missing address"],
+    ["BAN  f2bz 192.0.2.1", "malformed request, expected single spaces"],
+    ["BAN f2bz 192.0.2.1 ", "malformed request, expected single spaces"],
+    [" BAN f2bz 192.0.2.1", "malformed request, expected single spaces"],
+    ["BAN\tf2bz\t192.0.2.1", "not printable ascii"],
+    ["BAN f2bz 192.0.2.1\r", "not printable ascii"],
+    ["BAN f2bz 192.0.2.1\0", "not printable ascii"],
+    [Buffer.from("BAN f2bz 192.0.2.１", "utf8"), "not printable ascii"],
+    ["BAN f2b\xe9 192.0.2.1", "not printable ascii"],
+    ["BAN -x 192.0.2.1", "invalid jail '-x'"],
+    ["BAN ../etc 192.0.2.1", "invalid jail '../etc'"],
+    ["BAN web-01 192.0.2.1", "jail not allowed 'web-01'"],
+    ["BAN f2bz 192.0.2.1 extra words", "not an ip address 'extra'"],
+    ["BAN f2bz 1.2.3.4;touch /tmp/x", "not an ip address '1.2.3.4;touch'"],
+    ["BAN f2bz $(id)", "not an ip address '$(id)'"],
+    ["BAN f2bz `id`", "not an ip address '`id`'"],
+    ["BAN f2bz 192.0.2.1|id", "not an ip address '192.0.2.1|id'"],
+    ["BAN f2bz it's", "not an ip address 'it\\'s'"],
+    ["BAN f2bz 999.1.1.1", "not an ip address '999.1.1.1'"],
+    ["BAN f2bz --report-absent", "not an ip address '--report-absent'"],
+    ["BAN f2bz 192.0.2.0/24", "cidr not allowed '192.0.2.0/24'"],
+    ["BAN f2bz 0.0.0.0/0", "cidr not allowed '0.0.0.0/0'"],
+    ["BAN f2bz fe80::1%eth0", "zone id not allowed 'fe80::1%eth0'"],
+    ["BAN f2bz 127.0.0.1", "never-ban address '127.0.0.1'"],
+    ["BAN f2bz ::1", "never-ban address '::1'"],
+    ["BAN f2bz ::ffff:127.0.0.1", "never-ban address '::ffff:127.0.0.1'"],
+    ["BAN f2bz 0.0.0.0", "never-ban address '0.0.0.0'"],
+    ["BAN f2bz 203.0.113.5", "never-ban address '203.0.113.5'"],
+    ["BAN f2bz 198.51.100.200", "never-ban address '198.51.100.200'"],
+    ["BAN f2bz 192.0.2.1 127.0.0.1", "never-ban address '127.0.0.1'"],
+    [`BAN f2bz ${"9".repeat(70)}`, `too long '${"9".repeat(40)}...'`],
+  ];
+  for (const [line, reason] of cases) t.deepEqual(check(line), { ok: false, reason }, String(line));
+  const many = Array.from({ length: 101 }, (_, i) => `192.0.2.${i + 1}`).join(" ");
+  t.deepEqual(check(`BAN f2bz ${many}`), { ok: false, reason: "too many addresses, at most 100" });
+});
