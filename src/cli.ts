@@ -46,6 +46,7 @@ export async function main(argv: string[]): Promise<number> {
       signal: controller.signal,
       onHangup: (listener) => hangupListeners.push(listener),
       tty: process.stdout.isTTY === true,
+      env: process.env,
     };
     return await command.run(ctx);
   } catch (error) {

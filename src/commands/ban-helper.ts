@@ -22,7 +22,7 @@ export const banHelper: Command = {
       const neverBan = NeverBanList.create({ entries: section.neverBan, hostAddresses: hostAddresses() });
       const client = new Fail2banClient({ client: section.client, timeoutMs: section.timeout });
       // Socket activation is read here, at the edge; the socket unit then owns path, mode and group.
-      const fd = systemdListenFd(process.env, process.pid);
+      const fd = systemdListenFd(ctx.env, process.pid);
       const gid =
         fd === undefined && section.group !== undefined ? await resolveGroup(section.group) : undefined;
       const server = await BanHelperServer.listen({

@@ -12,6 +12,8 @@ export interface CommandContext {
   onHangup: (listener: () => void) => void;
   /** Whether stdout is a terminal (pretty logs, colours). */
   tty: boolean;
+  /** The environment, read only where a protocol puts data there (systemd's LISTEN_FDS). */
+  env: Readonly<Record<string, string | undefined>>;
 }
 
 export interface Command {

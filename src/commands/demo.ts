@@ -1,5 +1,4 @@
 import { fileURLToPath } from "node:url";
-import { runDemo } from "../demo/run.js";
 import { F2bzError, quote } from "../errors.js";
 import type { Command } from "./command.js";
 
@@ -43,6 +42,7 @@ export const demo: Command = {
     if (ctx.positionals.length > 0)
       throw new F2bzError("USAGE", `unexpected argument ${quote(ctx.positionals[0]!)}`);
     const json = ctx.values.json === true;
+    const { runDemo } = await import("../demo/run.js");
     const result = await runDemo({
       nodes: count(ctx.values.nodes, "nodes", 2, 10, 3),
       events: count(ctx.values.events, "events", 1, 2000, 30),

@@ -1,4 +1,3 @@
-import { startMonitor } from "../monitor/daemon.js";
 import { type Command, configOption } from "./command.js";
 import { runDaemon } from "./daemon.js";
 
@@ -13,5 +12,10 @@ export const monitor: Command = {
     "Runs in the foreground; SIGTERM/SIGINT stop it cleanly, SIGHUP reopens the log file.",
   ],
   options: configOption,
-  run: (ctx) => runDaemon(ctx, "monitor", (config, logger) => startMonitor(config, logger)),
+  run: (ctx) =>
+    runDaemon(ctx, "monitor", async (config, logger) => {
+      // Loaded on use: the root ban-helper shares this CLI and must never load network code.
+      const { startMonitor } = await import("../monitor/daemon.js");
+      return startMonitor(config, logger);
+    }),
 };

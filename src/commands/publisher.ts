@@ -1,4 +1,3 @@
-import { startPublisher } from "../publisher/daemon.js";
 import { type Command, configOption } from "./command.js";
 import { runDaemon } from "./daemon.js";
 
@@ -12,5 +11,10 @@ export const publisher: Command = {
     "Runs in the foreground; SIGTERM/SIGINT stop it cleanly, SIGHUP reopens the log file.",
   ],
   options: configOption,
-  run: (ctx) => runDaemon(ctx, "publisher", (config, logger) => startPublisher(config, logger)),
+  run: (ctx) =>
+    runDaemon(ctx, "publisher", async (config, logger) => {
+      // Loaded on use: the root ban-helper shares this CLI and must never load network code.
+      const { startPublisher } = await import("../publisher/daemon.js");
+      return startPublisher(config, logger);
+    }),
 };

@@ -1,4 +1,3 @@
-import { startSubscriber } from "../subscriber/daemon.js";
 import { type Command, configOption } from "./command.js";
 import { runDaemon } from "./daemon.js";
 
@@ -13,5 +12,10 @@ export const subscriber: Command = {
     "Runs in the foreground; SIGTERM/SIGINT stop it cleanly, SIGHUP reopens the log file.",
   ],
   options: configOption,
-  run: (ctx) => runDaemon(ctx, "subscriber", (config, logger) => startSubscriber(config, logger)),
+  run: (ctx) =>
+    runDaemon(ctx, "subscriber", async (config, logger) => {
+      // Loaded on use: the root ban-helper shares this CLI and must never load network code.
+      const { startSubscriber } = await import("../subscriber/daemon.js");
+      return startSubscriber(config, logger);
+    }),
 };

@@ -185,9 +185,8 @@ export class Fail2banClient implements BanExecutor {
       }
       return `cannot run ${quote(this.client)}: ${e.code}`;
     }
-    if (e.killed || e.signal) {
-      return `fail2ban-client ${what} did not finish within ${this.timeoutMs} ms (killed)`;
-    }
+    if (e.killed) return `fail2ban-client ${what} did not finish within ${this.timeoutMs} ms (killed)`;
+    if (e.signal) return `fail2ban-client ${what} was killed by ${e.signal}`;
     // The answer is on stdout; stderr repeats it as a log line ("… ERROR   NOK: …"), and holds the only
     // text when the server is down ("Failed to access socket path: …").
     const line =

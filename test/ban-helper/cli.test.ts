@@ -165,3 +165,23 @@ anyTest("`f2bz ban-helper` without a banHelper section exits 78 before opening a
   t.is(result.code, 78);
   t.is(result.stderr.trim(), `f2bz ban-helper: config '${config}' has no 'banHelper' section`);
 });
+
+/**
+ * DESIGN §10: the only privileged process carries no network code. The CLI loads the network
+ * commands' modules only when they run, so the zeromq addon (libzmq) never enters the root process.
+ */
+anyTest("the running ban-helper process has not loaded zeromq", async (t) => {
+  t.timeout(30_000);
+  const dir = await tempDir(t, "f2bz-cli-");
+  const config = path.join(dir, "f2bz.yaml");
+  await fs.writeFile(
+    config,
+    `node: { name: cli-test, identity: keys/cli-test.key_secret }\nbanHelper: { socket: ${dir}/ban.sock }\n`,
+  );
+  const cli = spawnCli(t, ["ban-helper", "--config", config]);
+  await started(cli);
+  const maps = await fs.readFile(`/proc/${cli.child.pid}/maps`, "utf8");
+  cli.child.kill("SIGTERM");
+  t.is(await cli.exit, 0);
+  t.false(/zeromq|libzmq/.test(maps), "zeromq is mapped into the root process");
+});
