@@ -287,6 +287,7 @@ export async function keysCli(dir: string, ...positionals: string[]): Promise<st
     signal: new AbortController().signal,
     onHangup: () => {},
     tty: false,
+    env: {},
   });
   return out;
 }
