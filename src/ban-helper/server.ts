@@ -5,7 +5,7 @@ import type { BanExecutor } from "../fail2ban/executor.js";
 import { MAX_LINE_BYTES } from "../fail2ban/helper-protocol.js";
 import { Counters, type Logger, RateLimitedLog } from "../logging.js";
 import type { NeverBanList } from "../policy/never-ban.js";
-import { checkRequest, type RequestPolicy } from "./request.js";
+import { checkRequest, type RequestPolicy, token } from "./request.js";
 
 export interface BanHelperServerOptions {
   /** Where to listen: a path this server creates (and removes on close) ... */
@@ -18,6 +18,11 @@ export interface BanHelperServerOptions {
   /** Allowed jails; empty = any valid name. */
   jails: readonly string[];
   neverBan: NeverBanList;
+  /**
+   * The jail's own `ignoreip` as a list, consulted for every BAN: `banip` bypasses it, and the
+   * unprivileged caller cannot read it. A lookup that fails refuses the ban (fail closed).
+   */
+  ignoreList?: (jail: string) => Promise<NeverBanList>;
   logger: Logger;
   /** A client has this long to send its line (default 5 s): a slow client holds only its own slot. */
   requestTimeoutMs?: number;
@@ -159,6 +164,14 @@ export class BanHelperServer {
       return;
     }
     const { verb, jail, ips } = checked;
+    if (verb === "BAN" && this.options.ignoreList) {
+      const ignored = await this.ignored(jail, ips);
+      if (ignored) {
+        this.refuse(ignored);
+        await answer(socket, `ERR ${ignored}`);
+        return;
+      }
+    }
     const release = await this.calls.acquire();
     try {
       const count =
@@ -174,6 +187,18 @@ export class BanHelperServer {
       await answer(socket, "ERR fail2ban failed");
     } finally {
       release();
+    }
+  }
+
+  /** A refusal reason when an address is in the jail's ignoreip, or the list cannot be read. */
+  private async ignored(jail: string, ips: readonly string[]): Promise<string | undefined> {
+    try {
+      const list = await this.options.ignoreList!(jail);
+      const hit = ips.find((ip) => list.contains(ip));
+      return hit === undefined ? undefined : `ignoreip address ${token(hit)}`;
+    } catch (error) {
+      this.log.warn({ jail, err: (error as Error).message }, "cannot read the jail's ignoreip");
+      return "cannot read ignoreip";
     }
   }
 

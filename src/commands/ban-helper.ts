@@ -1,3 +1,4 @@
+import { cachedIgnoreList } from "../ban-helper/ignore-list.js";
 import { BanHelperServer } from "../ban-helper/server.js";
 import { resolveGroup, systemdListenFd } from "../ban-helper/system.js";
 import { Fail2banClient } from "../fail2ban/client.js";
@@ -30,6 +31,7 @@ export const banHelper: Command = {
         ...(fd === undefined ? {} : { fd }),
         ...(gid === undefined ? {} : { gid }),
         executor: client,
+        ignoreList: cachedIgnoreList(client),
         jails: section.jails,
         neverBan,
         logger,

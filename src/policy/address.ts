@@ -117,3 +117,26 @@ export function addressBits(address: string, family: 4 | 6): bigint {
 function ipv4Bits(address: string): bigint {
   return address.split(".").reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n);
 }
+
+/**
+ * The network of a range written with host bits set (`127.0.0.1/8` → `127.0.0.0/8`), as fail2ban's
+ * `ignoreip` allows; undefined when the input is not an address or a range.
+ */
+export function networkOf(input: string): string | undefined {
+  const slash = input.indexOf("/");
+  const host = parseAddress(slash < 0 ? input : input.slice(0, slash));
+  if (!host.ok) return undefined;
+  if (slash < 0) return host.ip;
+  const text = input.slice(slash + 1);
+  const prefix = Number(text);
+  const width = host.family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(text) || prefix > width) return undefined;
+  const mask = ((1n << BigInt(width)) - 1n) ^ ((1n << BigInt(width - prefix)) - 1n);
+  const bits = addressBits(host.ip, host.family) & mask;
+  const network =
+    host.family === 4
+      ? [24n, 16n, 8n, 0n].map((s) => String((bits >> s) & 0xffn)).join(".")
+      : Array.from({ length: 8 }, (_, i) => ((bits >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(":");
+  const canonical = parseAddress(network);
+  return canonical.ok ? `${canonical.ip}/${prefix}` : undefined;
+}

@@ -1,6 +1,6 @@
 import net from "node:net";
 import { F2bzError, quote } from "../errors.js";
-import { type AddressResult, parseAddress, parseNetwork } from "./address.js";
+import { type AddressResult, networkOf, parseAddress, parseNetwork } from "./address.js";
 
 export { hostAddresses } from "./host-addresses.js";
 
@@ -104,4 +104,15 @@ export function checkTarget(
   const refused =
     parsed.prefix === (parsed.family === 4 ? 32 : 128) ? list.contains(parsed.ip) : list.overlaps(parsed.ip);
   return refused ? { ok: false, reason: "never-ban" } : parsed;
+}
+
+/**
+ * fail2ban `ignoreip` entries as never-ban ranges: `127.0.0.1/8` becomes `127.0.0.0/8`; names and
+ * `file:` lists cannot be matched by address and are left out.
+ */
+export function ignoreIpRanges(entries: readonly string[]): string[] {
+  return entries.flatMap((entry) => {
+    const range = networkOf(entry);
+    return range === undefined ? [] : [range];
+  });
 }

@@ -3,6 +3,7 @@ import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import anyTest, { type ExecutionContext } from "ava";
+import { cachedIgnoreList } from "../../src/ban-helper/ignore-list.js";
 import { BanHelperServer, type BanHelperServerOptions } from "../../src/ban-helper/server.js";
 import { F2bzError } from "../../src/errors.js";
 import { Fail2banClient } from "../../src/fail2ban/client.js";
@@ -66,6 +67,39 @@ test("BAN and UNBAN lines reach the real fail2ban; the socket is 0660", async (t
   t.regex(refused.message, /refused BAN f2bz \(1 addresses\): never-ban address '127\.0\.0\.1'$/);
   t.is(helper.counters.get("ban.ok"), 3);
   t.is(helper.counters.get("refused.never-ban address"), 1);
+});
+
+test("BAN refuses an address in the jail's own ignoreip, which banip would bypass", async (t) => {
+  t.timeout(45_000);
+  const lab = await startFail2ban({
+    jails: ["f2bz"],
+    ignoreip: ["198.51.100.0/24", "2001:db8:1::7/48"],
+  });
+  t.teardown(() => lab.cleanup());
+  const dir = await openDir(t, "f2bz-helper");
+  const socket = path.join(dir, "ban.sock");
+  const client = new Fail2banClient({ client: lab.paths.client, timeoutMs: 10_000 });
+  const { executor, calls } = counting(client);
+  const { logger } = memoryLogger();
+  const helper = await BanHelperServer.listen({
+    socket,
+    executor,
+    ignoreList: cachedIgnoreList(client),
+    jails: ["f2bz"],
+    neverBan: NeverBanList.create({}),
+    logger,
+  });
+  t.teardown(() => helper.close());
+  t.is(await rawRequest(socket, "BAN f2bz 198.51.100.9\n"), "ERR ignoreip address '198.51.100.9'\n");
+  t.is(
+    await rawRequest(socket, "BAN f2bz 203.0.113.9 2001:db8:1:2::3\n"),
+    "ERR ignoreip address '2001:db8:1:2::3'\n",
+  );
+  t.is(calls(), 0, "nothing reached fail2ban");
+  t.deepEqual(await lab.banned("f2bz"), []);
+  t.is(await rawRequest(socket, "BAN f2bz 203.0.113.9\n"), "OK 1\n");
+  t.is(await rawRequest(socket, "UNBAN f2bz 203.0.113.9\n"), "OK 1\n");
+  t.is(helper.counters.get("refused.ignoreip address"), 2);
 });
 
 test("a queue drives the helper: more than 100 addresses are split into lines", async (t) => {
