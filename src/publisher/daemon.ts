@@ -86,16 +86,21 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       settings.submit,
     );
     resources.push(submit);
-    const feed = await BoundEndpoint.open(
-      () =>
-        createServerSocket("publisher", {
-          context,
-          identity: curve,
-          domain: "feed",
-          sendHighWaterMark: 10_000,
-        }),
-      settings.feed,
-    );
+    const feed = await BoundEndpoint.open(() => {
+      const socket = createServerSocket("publisher", {
+        context,
+        identity: curve,
+        domain: "feed",
+        sendHighWaterMark: 10_000,
+      });
+      // zeromq.js defers every 513th send to the next loop turn (so as not to starve the loop) and
+      // throws EBUSY, synchronously, at any send made meanwhile: part of a burst of expiries (or a
+      // heartbeat in the same turn as an update) would be lost, or throw out of the timer. PUB
+      // never blocks (it drops at a subscriber's high-water mark): a zero timeout makes every send
+      // immediate, and none is deferred.
+      socket.sendTimeout = 0;
+      return socket;
+    }, settings.feed);
     resources.push(feed);
     const snapshot = await BoundEndpoint.open(
       () => createServerSocket("router", { context, identity: curve, domain: "feed" }),
@@ -106,13 +111,34 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     endpoints.feed = [feed, snapshot];
 
     // PUB never blocks: a slow subscriber loses messages at its high-water mark (and repairs the
-    // gap from a snapshot) instead of delaying the others.
-    const publish = (frames: Buffer[]) => {
-      feed.socket.send(frames).catch((error: Error) => {
-        counters.inc("feed.send-failed");
-        log.debug({ err: error.message }, "feed send failed");
-      });
+    // gap from a snapshot) instead of delaying the others. A failed send (the endpoint closing or
+    // being re-bound) is a gap too: never an exception in a timer or after an event was stored.
+    const failLog = new RateLimitedLog(60_000, 3);
+    const failed = (what: string, error: unknown) => {
+      counters.inc(`${what}-failed`);
+      const suppressed = failLog.allow(what);
+      if (suppressed !== undefined) {
+        log.error(
+          { err: error instanceof Error ? error.message : String(error), suppressed },
+          `${what} failed`,
+        );
+      }
     };
+    const publish = (frames: Buffer[]) => {
+      try {
+        feed.socket.send(frames).catch((error: unknown) => failed("feed.send", error));
+      } catch (error) {
+        failed("feed.send", error);
+      }
+    };
+    const every = (ms: number, what: string, task: () => void) =>
+      setInterval(() => {
+        try {
+          task();
+        } catch (error) {
+          failed(what, error);
+        }
+      }, ms);
 
     const intake = new Intake({
       store,
@@ -120,6 +146,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       neverBan: NeverBanList.create({ hostAddresses: hostAddresses() }),
       limiter: new OriginLimiter(settings),
       windowMs: config.events.window,
+      maxBanTimeMs: config.events.maxBanTime,
       allowCidr: config.events.allowCidr,
       broadcast: (payload, signature, seq) => publish(encodeUpdate(payload, signature, seq)),
       counters,
@@ -133,14 +160,14 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     resources.splice(resources.indexOf(submit), 0, { close: () => Promise.allSettled(loops) });
 
     const timers = [
-      setInterval(() => {
+      every(PRUNE_MS, "prune", () => {
         for (const expiry of store.pruneExpired(Date.now())) {
           publish(encodeExpire({ jail: expiry.jail, ip: expiry.ip, id: expiry.id }, expiry.publisherSeq));
           counters.inc("bans.expired");
         }
-      }, PRUNE_MS),
-      setInterval(() => publish(encodeHeartbeat(store.publisherSeq)), HEARTBEAT_MS),
-      setInterval(() => store.pruneSeen(Date.now() - 2 * config.events.window), 60_000),
+      }),
+      every(HEARTBEAT_MS, "heartbeat", () => publish(encodeHeartbeat(store.publisherSeq))),
+      every(60_000, "prune-seen", () => store.pruneSeen(Date.now() - 2 * config.events.window)),
     ];
     resources.push({ close: () => timers.forEach(clearInterval) });
 
@@ -181,7 +208,7 @@ async function serveSubmit(
         await socket.send(reply);
       }
     } catch (error) {
-      if (!socket.closed) log.error({ err: (error as Error).message }, "submit loop failed");
+      if (!socket.closed) recover(endpoint, "submit", error, log, counters);
     }
   }
 }
@@ -214,7 +241,26 @@ async function serveSnapshots(
         log.debug({ bans: entries.length, seq: publisherSeq }, "snapshot served");
       }
     } catch (error) {
-      if (!socket.closed) log.error({ err: (error as Error).message }, "snapshot loop failed");
+      if (!socket.closed) recover(endpoint, "snapshot", error, log, counters);
     }
   }
+}
+
+/**
+ * A receive loop that failed on a socket still open would leave its endpoint bound but unanswered
+ * (clients time out for ever): a fresh socket takes over, and the loop resumes on it.
+ */
+function recover(
+  endpoint: BoundEndpoint<zmq.Socket>,
+  what: string,
+  error: unknown,
+  log: Logger,
+  counters: Counters,
+): void {
+  counters.inc(`${what}.loop-failed`);
+  log.error(
+    { err: error instanceof Error ? error.message : String(error) },
+    `${what} loop failed: re-binding`,
+  );
+  endpoint.rebind().catch((e: Error) => log.error({ err: e.message }, `${what} rebind failed`));
 }

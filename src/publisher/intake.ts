@@ -3,7 +3,7 @@ import { RateLimitedLog, untrusted } from "../logging.js";
 import type { NeverBanList } from "../policy/never-ban.js";
 import { encodeAck, encodeNack } from "../protocol/feed.js";
 import { decodeEventFrames } from "../protocol/frames.js";
-import { peekEnvelope } from "../protocol/peek.js";
+import { type Envelope, peekEnvelope } from "../protocol/peek.js";
 import type { RejectReason } from "../protocol/reasons.js";
 import { verifyEvent } from "../protocol/signature.js";
 import type { OriginLimiter } from "./rate-limit.js";
@@ -16,6 +16,8 @@ export interface IntakeOptions {
   neverBan: NeverBanList;
   limiter: OriginLimiter;
   windowMs: number;
+  /** A ban is held at most this long from its arrival, as subscribers hold it (events.maxBanTime). */
+  maxBanTimeMs: number;
   allowCidr: boolean;
   /** Called for every event that changes the active set, after it is durably stored. */
   broadcast: (payload: Buffer, signature: Buffer, publisherSeq: number) => void;
@@ -29,7 +31,8 @@ export interface IntakeOptions {
  * with a reason the monitor logs: frames and sizes; the envelope read from its canonical layout;
  * time window; seen-cache (a resend after a lost ack is acknowledged again, never re-broadcast);
  * authorized origin; Ed25519 signature and strict parse; never-ban; rate limits. The reply is an
- * ack only once the event is durably stored.
+ * ack only once the event is durably stored. Rejections are counted (`dropped.<reason>`) and logged
+ * at most a few times per reason and interval.
  */
 export class Intake {
   private readonly now: () => number;
@@ -39,14 +42,29 @@ export class Intake {
     this.now = options.now ?? Date.now;
   }
 
+  /** Never rejects: an internal failure (the state file, say) is a `busy` nack the monitor retries. */
   async handle(frames: readonly Buffer[]): Promise<Buffer[]> {
-    const o = this.options;
-    o.counters.inc("submit.received");
+    this.options.counters.inc("submit.received");
     const message = decodeEventFrames(frames);
     if (!message.ok) return this.reject("", message.reason);
     const peeked = peekEnvelope(message.payload);
     if (!peeked.ok) return this.reject("", peeked.reason);
-    const { id, origin, time, key } = peeked.envelope;
+    try {
+      return await this.decide(message.payload, message.signature, peeked.envelope);
+    } catch (error) {
+      this.options.counters.inc("submit.internal-error");
+      const suppressed = this.dropLog.allow("internal-error");
+      if (suppressed !== undefined) {
+        const err = error instanceof Error ? error.message : String(error);
+        this.options.logger.error({ err, suppressed }, "intake failed");
+      }
+      return this.reject(peeked.envelope.id, "busy");
+    }
+  }
+
+  private async decide(payload: Buffer, signature: Buffer, envelope: Envelope): Promise<Buffer[]> {
+    const o = this.options;
+    const { id, origin, time, key } = envelope;
     const now = this.now();
     if (time < now - o.windowMs) return this.reject(id, "stale");
     if (time > now + o.windowMs) return this.reject(id, "future");
@@ -55,7 +73,7 @@ export class Intake {
       return encodeAck(id);
     }
     if (!o.isAuthorizedOrigin(origin, key)) return this.reject(id, "unauthorized");
-    const verified = await verifyEvent(message.payload, message.signature, { allowCidr: o.allowCidr });
+    const verified = await verifyEvent(payload, signature, { allowCidr: o.allowCidr });
     if (!verified.ok) return this.reject(id, verified.reason);
     const event = verified.event;
     if (event.id !== id || event.time !== time) return this.reject(id, "schema");
@@ -67,10 +85,13 @@ export class Intake {
       o.counters.inc(`submit.rate-limited.${limited}`);
       return this.reject(id, "rate-limited");
     }
-    const outcome = o.store.accept(event, message.payload, message.signature, this.now());
+    // Subscribers cap a ban at their maxBanTime; a publisher holding it longer would absorb (as
+    // already active) a new ban of the address that the subscribers no longer enforce.
+    const expires = event.kind === "ban" ? Math.min(event.expires, now + o.maxBanTimeMs) : event.expires;
+    const outcome = o.store.accept({ ...event, expires }, payload, signature, now);
     o.counters.inc(`submit.${outcome.type}`);
     if (outcome.type === "broadcast") {
-      o.broadcast(message.payload, message.signature, outcome.publisherSeq);
+      o.broadcast(payload, signature, outcome.publisherSeq);
       o.logger.info(
         {
           id: event.id,

@@ -1,3 +1,6 @@
+/** Monotonic milliseconds: a wall clock stepped back (NTP, an operator) must not drain the buckets. */
+const monotonic = (): number => performance.now();
+
 /** A token bucket: `rate` tokens per second, at most `burst` saved up. The clock is injectable. */
 export class TokenBucket {
   private tokens: number;
@@ -6,7 +9,7 @@ export class TokenBucket {
   constructor(
     private readonly rate: number,
     private readonly burst: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonic,
   ) {
     this.tokens = burst;
     this.last = now();
@@ -14,7 +17,9 @@ export class TokenBucket {
 
   take(): boolean {
     const now = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    // A clock that went backwards adds nothing; it would otherwise subtract hours of tokens.
+    const elapsed = Math.max(0, now - this.last);
+    this.tokens = Math.min(this.burst, this.tokens + (elapsed / 1000) * this.rate);
     this.last = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
@@ -32,7 +37,7 @@ export class OriginLimiter {
 
   constructor(
     private readonly options: { perOriginRate: number; perOriginBurst: number; globalRate: number },
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonic,
   ) {
     this.global = new TokenBucket(
       options.globalRate,

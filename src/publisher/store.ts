@@ -41,7 +41,9 @@ export type AcceptOutcome =
   /** Already seen (a monitor's resend after a lost ack): acknowledge again, do nothing. */
   | { type: "duplicate" }
   /** A ban already active for this ip and jail (another node saw it too): ack, no re-broadcast. */
-  | { type: "already-active" };
+  | { type: "already-active" }
+  /** Changes nothing: an unban of a ban not active here, or a ban whose expiry already passed. */
+  | { type: "no-change" };
 
 export interface Expiry {
   jail: string;
@@ -83,6 +85,17 @@ export class PublisherStore {
     return this.db.prepare("SELECT 1 FROM seen WHERE id = ?").get(id) !== undefined;
   }
 
+  /**
+   * Records an event and says whether subscribers must hear of it. `event.expires` is the expiry
+   * the publisher holds the ban to (the caller caps it); the signed bytes are stored unchanged.
+   *
+   * Invariant: the expiry of an active row is the one its stored payload carries (or less, when
+   * capped), never more. A later ban for an active (jail, ip) is absorbed without extending it:
+   * subscribers never heard of the extension and lift the ban at the earlier expiry, and a
+   * publisher that believed it still active would then absorb the next real ban of that address,
+   * leaving the cluster without it. Re-broadcasting extensions instead would re-open the echo loop
+   * (DESIGN §5 (3)): each echoed ban carries a slightly later expiry.
+   */
   accept(event: StoredEvent, payload: Buffer, signature: Buffer, now: number): AcceptOutcome {
     return this.db.transaction((): AcceptOutcome => {
       if (this.hasSeen(event.id)) return { type: "duplicate" };
@@ -95,22 +108,19 @@ export class PublisherStore {
       const active = this.db
         .prepare("SELECT expires FROM active WHERE jail = ? AND ip = ?")
         .get(event.jail, event.ip) as { expires: number } | undefined;
+      const live = active !== undefined && active.expires > now;
       if (event.kind === "ban") {
-        if (active && active.expires > now) {
-          if (event.expires > active.expires) {
-            this.db
-              .prepare("UPDATE active SET expires = ? WHERE jail = ? AND ip = ?")
-              .run(event.expires, event.jail, event.ip);
-          }
-          return { type: "already-active" };
-        }
+        if (live) return { type: "already-active" };
+        if (event.expires <= now) return { type: "no-change" };
         this.db
           .prepare(
             "INSERT OR REPLACE INTO active (jail, ip, id, origin, expires, payload, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
           )
           .run(event.jail, event.ip, event.id, event.origin, event.expires, payload, signature);
-      } else if (active) {
+      } else {
+        if (!active) return { type: "no-change" };
         this.db.prepare("DELETE FROM active WHERE jail = ? AND ip = ?").run(event.jail, event.ip);
+        // An expired row not pruned yet is announced by this unban instead of by an expiry.
       }
       return { type: "broadcast", publisherSeq: this.nextSeq() };
     })();
@@ -144,6 +154,14 @@ export class PublisherStore {
         .prepare("SELECT payload, signature FROM active WHERE expires > ? ORDER BY jail, ip")
         .all(now) as SnapshotEntry[],
     }))();
+  }
+
+  /** The highest sequence number accepted from `origin`, or 0. */
+  highWaterMark(origin: string): number {
+    const row = this.db.prepare("SELECT high FROM origins WHERE origin = ?").get(origin) as
+      | { high: number }
+      | undefined;
+    return row?.high ?? 0;
   }
 
   activeCount(): number {
