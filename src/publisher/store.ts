@@ -43,7 +43,12 @@ export type AcceptOutcome =
   /** A ban already active for this ip and jail (another node saw it too): ack, no re-broadcast. */
   | { type: "already-active" }
   /** Changes nothing: an unban of a ban not active here, or a ban whose expiry already passed. */
-  | { type: "no-change" };
+  | { type: "no-change" }
+  /**
+   * An unban by another node than the one whose ban is active: acknowledged, not applied. Only the
+   * origin of a ban may lift it early, so one compromised monitor cannot clear everyone's bans.
+   */
+  | { type: "not-origin" };
 
 export interface Expiry {
   jail: string;
@@ -106,8 +111,8 @@ export class PublisherStore {
         )
         .run(event.origin, event.seq);
       const active = this.db
-        .prepare("SELECT expires FROM active WHERE jail = ? AND ip = ?")
-        .get(event.jail, event.ip) as { expires: number } | undefined;
+        .prepare("SELECT expires, origin FROM active WHERE jail = ? AND ip = ?")
+        .get(event.jail, event.ip) as { expires: number; origin: string } | undefined;
       const live = active !== undefined && active.expires > now;
       if (event.kind === "ban") {
         if (live) return { type: "already-active" };
@@ -119,6 +124,7 @@ export class PublisherStore {
           .run(event.jail, event.ip, event.id, event.origin, event.expires, payload, signature);
       } else {
         if (!active) return { type: "no-change" };
+        if (active.origin !== event.origin) return { type: "not-origin" };
         this.db.prepare("DELETE FROM active WHERE jail = ? AND ip = ?").run(event.jail, event.ip);
         // An expired row not pruned yet is announced by this unban instead of by an expiry.
       }

@@ -123,6 +123,22 @@ test("an unban lifts the active ban and is broadcast; an unban of nothing change
   t.deepEqual(accept(store, await event(web1, 4, "203.0.113.7")), { type: "broadcast", publisherSeq: 3 });
 });
 
+test("only the node whose ban is active may lift it early", async (t) => {
+  const { store } = await openStore(t);
+  const web1 = await generateIdentity("web1");
+  const web2 = await generateIdentity("web2");
+  accept(store, await event(web1, 1, "203.0.113.7"));
+  t.deepEqual(accept(store, await event(web2, 1, "203.0.113.7")), { type: "already-active" });
+  t.deepEqual(accept(store, await event(web2, 2, "203.0.113.7", { kind: "unban" })), { type: "not-origin" });
+  t.is(store.activeCount(), 1, "web2's unban does not lift web1's ban");
+  t.is(store.publisherSeq, 1);
+  t.deepEqual(accept(store, await event(web1, 2, "203.0.113.7", { kind: "unban" })), {
+    type: "broadcast",
+    publisherSeq: 2,
+  });
+  t.is(store.activeCount(), 0);
+});
+
 test("a ban whose expiry has already passed is acknowledged, not stored or broadcast", async (t) => {
   const { store } = await openStore(t);
   const web1 = await generateIdentity("web1");
