@@ -1,20 +1,37 @@
 import { once } from "node:events";
 import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
+import type { ListenAddress } from "../config/loopback.js";
 import type { Config } from "../config/schema.js";
 import { F2bzError, quote } from "../errors.js";
-import { createLogger, type Logger } from "../logging.js";
+import { type Counters, createLogger, type Logger } from "../logging.js";
 import type { CommandContext } from "./command.js";
 
 export interface Running {
   /** Stops in reverse order of start: drain, close sockets, close state. Idempotent. */
   close(): Promise<void>;
+  /** Served as Prometheus counters when metrics are configured. */
+  counters?: Counters;
+  /** Read at each scrape (synchronously, cheaply) and served as gauges. */
+  gauges?: () => Record<string, number>;
+}
+
+type Section = "publisher" | "monitor" | "subscriber" | "banHelper";
+
+/**
+ * Where a daemon serves /metrics: its own `metrics.<section>`, else `metrics.listen`; the root
+ * ban-helper only at its own (its unit allows no IP, and it should open no port unasked).
+ */
+export function metricsAddress(config: Config, section: Section): ListenAddress | undefined {
+  const metrics = config.metrics;
+  if (!metrics) return undefined;
+  return section === "banHelper" ? metrics.banHelper : (metrics[section] ?? metrics.listen);
 }
 
 /**
  * The shared life cycle of the daemons: validate the config before opening anything, log JSON
  * (pretty on a terminal), run until SIGTERM/SIGINT, then stop cleanly; SIGHUP reopens the log file.
  */
-export async function runDaemon<S extends "publisher" | "monitor" | "subscriber" | "banHelper">(
+export async function runDaemon<S extends Section>(
   ctx: CommandContext,
   section: S,
   start: (
@@ -40,13 +57,22 @@ export async function runDaemon<S extends "publisher" | "monitor" | "subscriber"
     logger.info("log file reopened");
   });
   let running: Running | undefined;
+  let metrics: { close(): Promise<void> } | undefined;
   try {
     running = await start(config as Config & { [K in S]: NonNullable<Config[K]> }, logger, ctx.signal);
+    const address = metricsAddress(config, section);
+    if (address) {
+      // Loaded on use: a ban-helper without metrics never loads node:http.
+      const { MetricsServer } = await import("../metrics/server.js");
+      metrics = await MetricsServer.listen({ address, process: name, source: running, logger });
+    }
     logger.info({ config: file }, `${name} started`);
     if (!ctx.signal.aborted) await once(ctx.signal, "abort");
     logger.info(`${name} stopping`);
     return 0;
   } finally {
+    // Metrics first: a scrape must never read a daemon's state while it is being closed.
+    await metrics?.close();
     await running?.close();
     if (running) logger.info(`${name} stopped`);
     logging.flush();

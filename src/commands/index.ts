@@ -6,6 +6,7 @@ import { keygen } from "./keygen.js";
 import { keys } from "./keys.js";
 import { monitor } from "./monitor.js";
 import { publisher } from "./publisher.js";
+import { status } from "./status.js";
 import { subscriber } from "./subscriber.js";
 
 /** Every command, in the order `f2bz --help` lists them. */
@@ -17,5 +18,6 @@ export const commands: readonly Command[] = [
   publisher,
   subscriber,
   banHelper,
+  status,
   checkConfig,
 ];

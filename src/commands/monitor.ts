@@ -16,6 +16,11 @@ export const monitor: Command = {
     runDaemon(ctx, "monitor", async (config, logger) => {
       // Loaded on use: the root ban-helper shares this CLI and must never load network code.
       const { startMonitor } = await import("../monitor/daemon.js");
-      return startMonitor(config, logger);
+      const running = await startMonitor(config, logger);
+      return {
+        close: () => running.close(),
+        counters: running.counters,
+        gauges: () => ({ "outbox.entries": running.outbox.size() }),
+      };
     }),
 };

@@ -15,6 +15,14 @@ export const publisher: Command = {
     runDaemon(ctx, "publisher", async (config, logger) => {
       // Loaded on use: the root ban-helper shares this CLI and must never load network code.
       const { startPublisher } = await import("../publisher/daemon.js");
-      return startPublisher(config, logger);
+      const running = await startPublisher(config, logger);
+      return {
+        close: () => running.close(),
+        counters: running.counters,
+        gauges: () => ({
+          "bans.active": running.store.activeCount(),
+          "publisher.seq": running.store.publisherSeq,
+        }),
+      };
     }),
 };

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
+import { parseLoopbackListen } from "./loopback.js";
 
 /**
  * The one configuration file: `node` plus a section per process. Each process reads `node` and its
@@ -122,6 +123,32 @@ export function configSchema(baseDir: string) {
     })
     .strict();
 
+  // Threat: /metrics answers anyone who can connect, without authentication: loopback only.
+  const listen = z.string().transform((text, ctx) => {
+    const address = parseLoopbackListen(text);
+    if (!address) {
+      ctx.addIssue({
+        code: "custom",
+        message: "expected a loopback address and port such as 127.0.0.1:9464 or [::1]:9464",
+      });
+      return z.NEVER;
+    }
+    return address;
+  });
+
+  // `listen` serves the unprivileged daemons; a process's own key overrides it (one file can serve
+  // several daemons of a host, each needs its own port). The root ban-helper listens only when
+  // named: its shipped unit allows no IP at all.
+  const metrics = z
+    .object({
+      listen: listen.optional(),
+      publisher: listen.optional(),
+      monitor: listen.optional(),
+      subscriber: listen.optional(),
+      banHelper: listen.optional(),
+    })
+    .strict();
+
   const logging = z
     .object({
       level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -137,6 +164,7 @@ export function configSchema(baseDir: string) {
       subscriber: subscriber.optional(),
       banHelper: banHelper.optional(),
       events: events.prefault({}),
+      metrics: metrics.optional(),
       logging: logging.prefault({}),
     })
     .strict();
@@ -148,3 +176,4 @@ export type MonitorConfig = NonNullable<Config["monitor"]>;
 export type SubscriberConfig = NonNullable<Config["subscriber"]>;
 export type BanHelperConfig = NonNullable<Config["banHelper"]>;
 export type EventsConfig = Config["events"];
+export type MetricsConfig = NonNullable<Config["metrics"]>;

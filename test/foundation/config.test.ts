@@ -112,6 +112,35 @@ test("defaults fill in every key of a present section; absent sections stay abse
   t.is(config.banHelper, undefined);
 });
 
+test("metrics: loopback addresses only, per process overriding listen", (t) => {
+  const config = parseConfig(
+    `${NODE}metrics:\n  listen: 127.0.0.1:9464\n  monitor: 127.8.9.10:9465\n  banHelper: "[::1]:65535"\n`,
+    FILE,
+  );
+  t.deepEqual(config.metrics, {
+    listen: { host: "127.0.0.1", port: 9464 },
+    monitor: { host: "127.8.9.10", port: 9465 },
+    banHelper: { host: "::1", port: 65_535 },
+  });
+  t.is(parseConfig(NODE, FILE).metrics, undefined);
+  for (const bad of [
+    "192.0.2.1:9464",
+    "::1:9464",
+    "[::2]:9464",
+    "[::ffff:127.0.0.1]:9464",
+    "127.0.0.1",
+    "127.0.0.1:65536",
+    "127.0.0.1:+80",
+    "127.1:9464",
+    "[fe80::1%lo]:9464",
+  ]) {
+    const error = t.throws(() => parseConfig(`${NODE}metrics:\n  listen: "${bad}"\n`, FILE), {
+      instanceOf: F2bzError,
+    });
+    t.regex(error?.message ?? "", /'metrics\.listen': expected a loopback address/, bad);
+  }
+});
+
 test("durations: units, bare seconds, and what is refused", (t) => {
   t.is(parseDuration("250ms"), 250);
   t.is(parseDuration("30s"), 30_000);
@@ -145,7 +174,7 @@ const errors: [string, string, number, string][] = [
     "an unknown section",
     `${NODE}\nsubscribr:\n  publishers: []\n`,
     5,
-    "'subscribr': unknown key (did you mean 'subscriber'?), expected one of node, publisher, monitor, subscriber, banHelper, events, logging",
+    "'subscribr': unknown key (did you mean 'subscriber'?), expected one of node, publisher, monitor, subscriber, banHelper, events, metrics, logging",
   ],
   ["a missing required key", "node:\n  name: web1\n", 1, "'node.identity': missing, expected a string"],
   ["a missing node section", "logging: {}\n", 1, "'node': missing, expected a mapping"],
@@ -252,6 +281,30 @@ const errors: [string, string, number, string][] = [
     "node: &n\n  name: web1\n  identity: k\nlogging: *n\n",
     4,
     "invalid yaml: aliases (*name) are not supported",
+  ],
+  [
+    "metrics on a non-loopback address",
+    `${NODE}metrics:\n  listen: 0.0.0.0:9464\n`,
+    5,
+    "'metrics.listen': expected a loopback address and port such as 127.0.0.1:9464 or [::1]:9464, found '0.0.0.0:9464'",
+  ],
+  [
+    "metrics on a host name",
+    `${NODE}metrics:\n  monitor: localhost:9465\n`,
+    5,
+    "'metrics.monitor': expected a loopback address and port such as 127.0.0.1:9464 or [::1]:9464, found 'localhost:9465'",
+  ],
+  [
+    "metrics on port 0",
+    `${NODE}metrics:\n  listen: "[::1]:0"\n`,
+    5,
+    "'metrics.listen': expected a loopback address and port such as 127.0.0.1:9464 or [::1]:9464, found '[::1]:0'",
+  ],
+  [
+    "metrics as a bare port",
+    `${NODE}metrics:\n  listen: 9464\n`,
+    5,
+    "'metrics.listen': expected a string, found 9464",
   ],
   [
     "two documents",

@@ -1,0 +1,130 @@
+import { once } from "node:events";
+import { writeFile } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import test from "ava";
+import { generateIdentity } from "../../src/keys/identity.js";
+import { createClientSocket } from "../../src/transport/sockets.js";
+import { waitFor } from "../harness/wait.js";
+import { runCli } from "../helpers/cli.js";
+import { ANY_PORT, testCluster } from "../helpers/cluster.js";
+import { tempDir } from "../helpers/temp-dir.js";
+import { freePorts, request, sample, spawnDaemon } from "./helpers.js";
+
+test("a publisher started by the CLI serves its gauges and live counters, and stops cleanly", async (t) => {
+  t.timeout(60_000);
+  const cluster = await testCluster(t);
+  const node = await cluster.node("pub");
+  const [port] = (await freePorts(1)) as [number];
+  const config = await cluster.configFile(node, {
+    publisher: { submit: ANY_PORT, feed: ANY_PORT, snapshot: ANY_PORT, keys: cluster.keysDir },
+    metrics: { listen: `127.0.0.1:${port}` },
+    logging: { level: "info" },
+  });
+  const daemon = spawnDaemon(t, ["publisher", "--config", config]);
+  await daemon.started("publisher");
+  t.true(daemon.stdout().includes(`"listen":"127.0.0.1:${port}","msg":"serving metrics at /metrics"`));
+
+  const page = await request(port);
+  t.is(page.status, 200);
+  t.is(sample(page.body, 'f2bz_bans_active{process="publisher"}'), 0);
+  t.is(sample(page.body, 'f2bz_publisher_seq{process="publisher"}'), 0);
+
+  // A stranger's key knocks at the submit port: the ZAP handler's counters show it at once.
+  const submit = /"submit":"(tcp:\/\/[^"]+)"/.exec(daemon.stdout())?.[1];
+  t.truthy(submit);
+  const stranger = createClientSocket("request", {
+    identity: await generateIdentity("stranger"),
+    serverKey: node.identity.curvePublic,
+  });
+  t.teardown(() => stranger.close());
+  stranger.connect(submit!);
+  const denied = await waitFor(
+    async () => sample((await request(port)).body, 'f2bz_zap_denied_unknown_total{process="publisher"}'),
+    { timeoutMs: 10_000, what: "the denial to be counted" },
+  );
+  t.true(denied >= 1);
+
+  t.is(await daemon.stop(), 0);
+  t.true(daemon.stdout().includes('"msg":"publisher stopped"'));
+  await t.throwsAsync(request(port), { code: "ECONNREFUSED" });
+});
+
+test("the root ban-helper serves metrics only at metrics.banHelper, never at metrics.listen", async (t) => {
+  t.timeout(60_000);
+  const dir = await tempDir(t);
+  const [shared, own] = (await freePorts(2)) as [number, number];
+  const socket = path.join(dir, "ban.sock");
+  const config = path.join(dir, "f2bz.yaml");
+  await writeFile(
+    config,
+    [
+      "node: { name: helper, identity: keys/helper.key_secret }",
+      `banHelper: { socket: ${socket}, client: ${path.join(dir, "no-fail2ban-client")}, jails: [f2bz] }`,
+      `metrics: { listen: "127.0.0.1:${shared}", banHelper: "127.0.0.1:${own}" }`,
+      "",
+    ].join("\n"),
+  );
+  const daemon = spawnDaemon(t, ["ban-helper", "--config", config]);
+  await daemon.started("ban-helper");
+  await t.throwsAsync(request(shared), { code: "ECONNREFUSED" });
+
+  const client = net.connect(socket);
+  client.end("BAN sshd 192.0.2.1\n");
+  let reply = "";
+  client.setEncoding("utf8").on("data", (chunk: string) => {
+    reply += chunk;
+  });
+  await once(client, "close");
+  t.is(reply, "ERR jail not allowed 'sshd'\n");
+  const page = (await request(own)).body;
+  t.is(sample(page, 'f2bz_refused_jail_not_allowed_total{process="ban-helper"}'), 1);
+  t.is(await daemon.stop(), 0);
+});
+
+test("a metrics port in use stops the daemon before it reports started, with one line", async (t) => {
+  const dir = await tempDir(t);
+  const taken = net.createServer();
+  taken.listen(0, "127.0.0.1");
+  await once(taken, "listening");
+  t.teardown(() => taken.close());
+  const { port } = taken.address() as net.AddressInfo;
+  const config = path.join(dir, "f2bz.yaml");
+  await writeFile(
+    config,
+    [
+      "node: { name: helper, identity: k }",
+      `banHelper: { socket: ${path.join(dir, "ban.sock")}, client: ${path.join(dir, "none")} }`,
+      `metrics: { banHelper: "127.0.0.1:${port}" }`,
+      "logging: { level: warn }",
+      "",
+    ].join("\n"),
+  );
+  const result = await runCli(["ban-helper", "--config", config]);
+  t.is(result.code, 69);
+  t.is(
+    result.stderr,
+    `f2bz ban-helper: cannot serve metrics on '127.0.0.1:${port}': EADDRINUSE, expected a free loopback port (each f2bz daemon of a host needs its own: metrics.banHelper)\n`,
+  );
+  t.false(result.stdout.includes("ban-helper started"));
+});
+
+test("metrics on a non-loopback address are refused before anything starts", async (t) => {
+  const cluster = await testCluster(t);
+  const node = await cluster.node("pub");
+  const file = await cluster.configFile(node, {
+    publisher: { keys: cluster.keysDir },
+    metrics: { listen: "0.0.0.0:9464" },
+  });
+  for (const command of ["publisher", "check-config"]) {
+    const result = await runCli([command, "--config", file]);
+    t.is(result.code, 78, command);
+    t.is(result.stdout, "");
+    t.regex(
+      result.stderr,
+      new RegExp(
+        `^f2bz ${command}: config '${file.replaceAll(".", "\\.")}' line \\d+: 'metrics\\.listen': expected a loopback address and port such as 127\\.0\\.0\\.1:9464 or \\[::1\\]:9464, found '0\\.0\\.0\\.0:9464'\\n$`,
+      ),
+    );
+  }
+});
