@@ -1,4 +1,6 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type * as zmq from "zeromq";
+import { fingerprint } from "../keys/identity.js";
 import type { Counters, Logger } from "../logging.js";
 import { RateLimitedLog } from "../logging.js";
 import {
@@ -6,6 +8,8 @@ import {
   decodeSnapshotReply,
   encodeSnapshotRequest,
   type FeedMessage,
+  MAX_CHUNK_BYTES,
+  MAX_FEED_FRAME_BYTES,
   type SnapshotEntry,
   TOPIC_UPDATE,
 } from "../protocol/feed.js";
@@ -23,27 +27,60 @@ export interface ReceiverOptions {
   onEvent: (payload: Buffer, signature: Buffer, source: "live" | "snapshot") => Promise<void>;
   logger: Logger;
   counters: Counters;
+  /** Per reply message of a snapshot (default 5 s). */
   snapshotTimeoutMs?: number;
+  /** First delay before a failed snapshot is asked again, doubling to 30 s (default 500 ms). */
+  snapshotRetryMs?: number;
+}
+
+/**
+ * libzmq applies maxMessageSize to the frame on the wire: with CURVE that is the MESSAGE command,
+ * 33 bytes (name, flags, nonce, MAC) more than the frame we send (measured with libzmq 4.3). A limit
+ * of exactly the largest frame would break the connection on the largest message.
+ */
+const CURVE_FRAME_OVERHEAD = 64;
+/** Live messages kept while a snapshot is fetched; past that, the next snapshot repairs the rest. */
+const MAX_BUFFERED = 10_000;
+/** A pinned publisher is trusted with state, not with our memory: a snapshot has a size limit. */
+const MAX_SNAPSHOT_ENTRIES = 250_000;
+/** Broken handshakes or failed connects in a row before the log says what is wrong. */
+const FAILURES_BEFORE_WARNING = 3;
+
+interface Snapshot {
+  seq: number;
+  entries: SnapshotEntry[];
 }
 
 /**
  * Follows one publisher with the Clone pattern (ZeroMQ Guide ch. 5): subscribe first, then fetch
  * a snapshot of the active bans with the publisher sequence number it matches, apply it, then the
- * updates buffered meanwhile that are newer. Any gap in the sequence (PUB drops at its high-water
- * mark, reconnects, a publisher restart), also seen through the publisher's heartbeats, triggers a
- * new snapshot. Events are de-duplicated by id downstream, so a repeated snapshot is harmless.
+ * updates buffered meanwhile that are newer. A gap in the sequence (PUB drops at its high-water
+ * mark, reconnects, a publisher restart that reset its state), also seen through the publisher's
+ * heartbeats, triggers a new snapshot. Events are de-duplicated by id downstream, so a repeated
+ * snapshot is harmless.
+ *
+ * Invariant: events reach `onEvent` one at a time, in publisher order (one chain serialises live
+ * messages and snapshot application), and `lastSeq` only moves to a number whose state is applied.
  */
 export class PublisherReceiver {
   private sub: zmq.Subscriber | undefined;
+  private dealer: zmq.Dealer | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
+  private readonly abort = new AbortController();
   private lastSeq: number | undefined;
   /** While a snapshot is being fetched, live messages wait here. */
   private buffer: FeedMessage[] | undefined;
+  private overflowed = false;
   private syncing: Promise<void> | undefined;
+  /** A gap was seen while a snapshot was being applied: fetch another one. */
+  private again = false;
+  private chain: Promise<void> = Promise.resolve();
   private readonly log: Logger;
   private readonly problemLog = new RateLimitedLog(60_000, 1);
   private readonly loops: Promise<void>[] = [];
-  private authFailures = 0;
+  private handshakeFailures = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ReceiverOptions) {
     this.lastSeq = o.lastSeq;
@@ -51,50 +88,82 @@ export class PublisherReceiver {
   }
 
   start(): void {
-    const sub = createClientSocket("subscriber", { identity: this.o.identity, serverKey: this.o.serverKey });
+    const sub = createClientSocket("subscriber", {
+      identity: this.o.identity,
+      serverKey: this.o.serverKey,
+      maxMessageSize: MAX_FEED_FRAME_BYTES + CURVE_FRAME_OVERHEAD,
+    });
     sub.subscribe(TOPIC_UPDATE);
     sub.connect(this.o.feed);
     this.sub = sub;
     this.loops.push(this.watch(sub), this.receive(sub));
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.sub?.close();
-    await Promise.allSettled(this.loops);
-    await this.syncing;
+  /** Ends the loops, a snapshot in flight and its back-off; idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.abort.abort();
+      clearTimeout(this.reconnectTimer);
+      this.sub?.close();
+      this.dealer?.close();
+      await Promise.allSettled(this.loops);
+      await this.syncing;
+      await this.chain;
+    })();
+    return this.closing;
   }
 
-  /** Diagnostics a fleet operator needs: our key refused, or the publisher's key not matching. */
+  /** Diagnostics a fleet operator needs: our key refused, the publisher's key not matching, no route. */
   private async watch(sub: zmq.Subscriber): Promise<void> {
-    let otherFailures = 0;
+    let retries = 0;
+    const pinned = fingerprint(this.o.serverKey);
     try {
       for await (const event of sub.events) {
-        if (event.type === "handshake") {
-          otherFailures = 0;
-          this.authFailures = 0;
-          this.log.info("connected");
-          this.resync("connected");
-        } else if (event.type === "handshake:error:auth") {
-          this.authFailures++;
-          this.problem("publisher refused our key: is this node's .key in its authorized/subscribers?", {
-            status: event.error.status,
-          });
-          // libzmq ends a session after a ZAP denial and never retries: reconnect ourselves, with
-          // back-off, so a key accepted later recovers without a restart.
-          this.reconnectLater(sub);
-        } else if (event.type === "handshake:error:protocol") {
-          this.problem("handshake with publisher failed", { code: event.error.code });
-        } else if (event.type === "handshake:error:other") {
-          if (++otherFailures === 3) {
+        switch (event.type) {
+          case "handshake":
+            retries = 0;
+            this.handshakeFailures = 0;
+            this.log.info("connected");
+            void this.serial(async () => {
+              this.resync("connected");
+            });
+            break;
+          case "handshake:error:auth":
+            this.handshakeFailures++;
             this.problem(
-              "cannot complete a handshake with the publisher: wrong publisher key, or not reachable",
-              {},
+              "publisher refused our key: add this node's public .key to the publisher's keys/authorized/subscribers",
+              { status: event.error.status },
             );
-          }
-        } else if (event.type === "disconnect") {
-          this.log.info("disconnected");
+            // libzmq ends a session after a ZAP denial and never retries: reconnect ourselves, with
+            // back-off, so a key accepted later recovers without a restart.
+            this.reconnectLater(sub);
+            break;
+          case "handshake:error:protocol":
+            this.problem("handshake with the publisher failed: protocol error", { code: event.error.code });
+            break;
+          case "handshake:error:other":
+            // With CURVE, a client that pinned the wrong server key cannot produce a HELLO the server
+            // can open; the server drops the connection and the client sees its pipe break. libzmq
+            // would retry every second forever: back off instead.
+            if (++this.handshakeFailures >= FAILURES_BEFORE_WARNING) {
+              this.problem(
+                "publisher key does not match: the publisher breaks off every handshake; check subscriber.publishers[].key",
+                { pinned, err: event.error.message },
+              );
+              this.reconnectLater(sub);
+            }
+            break;
+          case "connect:retry":
+            if (this.handshakeFailures === 0 && ++retries >= FAILURES_BEFORE_WARNING) {
+              this.problem("cannot connect to the publisher: retrying with back-off", {});
+            }
+            break;
+          case "disconnect":
+            this.log.info("disconnected");
+            break;
+          default:
+            break;
         }
       }
     } catch (error) {
@@ -102,17 +171,20 @@ export class PublisherReceiver {
     }
   }
 
+  /** Disconnects now and connects again after a back-off that doubles with each failure, to 60 s. */
   private reconnectLater(sub: zmq.Subscriber): void {
-    const delay = Math.min(60_000, 1000 * 2 ** Math.min(this.authFailures, 6));
-    setTimeout(() => {
-      if (this.closed || sub.closed) return;
-      try {
-        sub.disconnect(this.o.feed);
-      } catch {
-        // Already gone: connect again anyway.
-      }
-      sub.connect(this.o.feed);
-    }, delay).unref();
+    if (this.reconnectTimer) return;
+    try {
+      sub.disconnect(this.o.feed);
+    } catch {
+      // Already gone (libzmq ended the session): connect again anyway.
+    }
+    const delay = Math.min(60_000, 1000 * 2 ** Math.min(this.handshakeFailures - 1, 6));
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (!this.closed && !sub.closed) sub.connect(this.o.feed);
+    }, delay);
+    this.reconnectTimer.unref();
   }
 
   private async receive(sub: zmq.Subscriber): Promise<void> {
@@ -121,40 +193,63 @@ export class PublisherReceiver {
         const decoded = decodeFeed(frames);
         if (!decoded.ok) {
           this.o.counters.inc(`dropped.${decoded.reason}`);
+          this.problem("malformed message from the publisher dropped", { reason: decoded.reason });
           continue;
         }
-        if (this.buffer) {
-          this.buffer.push(decoded.message);
-          continue;
-        }
-        await this.handle(decoded.message);
+        await this.serial(() => this.handle(decoded.message));
       }
     } catch (error) {
       if (!this.closed) this.log.error({ err: (error as Error).message }, "receive loop failed");
     }
   }
 
-  private async handle(message: FeedMessage): Promise<void> {
-    const last = this.lastSeq;
-    if (message.type === "heartbeat") {
-      if (last === undefined || message.seq !== last)
-        this.resync(last === undefined ? "first heartbeat" : "gap");
-      return;
-    }
-    if (last !== undefined && message.seq <= last) return;
-    if (last === undefined || message.seq !== last + 1) {
-      this.o.counters.inc("feed.gaps");
-      this.resync("gap");
-      this.buffer?.push(message);
-      return;
-    }
-    await this.applyLive(message);
+  /** Runs `task` after everything queued before it; a failure is logged, never breaks the chain. */
+  private serial(task: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(task).catch((error: Error) => {
+      this.o.counters.inc("receiver.failed");
+      this.log.error({ err: error.message }, "applying from the publisher failed");
+    });
+    this.chain = next;
+    return next;
   }
 
-  private async applyLive(message: FeedMessage): Promise<void> {
-    if (message.type === "update") await this.o.onEvent(message.payload, message.signature, "live");
+  /** One feed message, in order; only ever called through `serial`. */
+  private async handle(message: FeedMessage): Promise<void> {
+    if (this.buffer) {
+      // A heartbeat carries no state; the first one after the snapshot is checked again.
+      if (message.type === "heartbeat") return;
+      if (this.buffer.length >= MAX_BUFFERED) this.overflowed = true;
+      else this.buffer.push(message);
+      return;
+    }
+    const last = this.lastSeq;
+    if (message.type === "heartbeat") {
+      if (last === undefined || message.seq !== last) {
+        if (last !== undefined) this.o.counters.inc("feed.gaps");
+        this.resync(last === undefined ? "first heartbeat" : "heartbeat shows a gap");
+      }
+      return;
+    }
+    // A number at or below the last one means the publisher started over (its state was reset):
+    // nothing it numbered before can be trusted to line up, so resynchronise as for a gap.
+    if (last === undefined || message.seq !== last + 1) {
+      this.o.counters.inc("feed.gaps");
+      this.resync(last !== undefined && message.seq <= last ? "sequence went back" : "gap")?.push(message);
+      return;
+    }
+    if (message.type === "update") await this.deliver(message.payload, message.signature, "live");
     // Expiries need no action: every applied ban carries its own expiry, enforced locally.
     this.setSeq(message.seq);
+  }
+
+  private async deliver(payload: Buffer, signature: Buffer, source: "live" | "snapshot"): Promise<void> {
+    try {
+      await this.o.onEvent(payload, signature, source);
+    } catch (error) {
+      // One event that cannot be applied (a state write failed) must not stop the feed.
+      this.o.counters.inc("event.failed");
+      this.problem("applying an event failed", { err: (error as Error).message, source });
+    }
   }
 
   private setSeq(seq: number): void {
@@ -162,39 +257,84 @@ export class PublisherReceiver {
     this.o.saveSeq(seq);
   }
 
-  /** Starts a snapshot unless one is running; live messages are buffered until it ends. */
-  private resync(why: string): void {
-    if (this.syncing || this.closed) return;
-    this.buffer = [];
+  /**
+   * Buffers live messages and starts a snapshot, or asks the running one for another round.
+   * Returns the buffer the following messages go to (undefined once closed).
+   */
+  private resync(why: string): FeedMessage[] | undefined {
+    if (this.closed) return undefined;
+    this.buffer ??= [];
+    if (this.syncing) {
+      this.again = true;
+      return this.buffer;
+    }
     this.log.debug({ why }, "fetching snapshot");
-    this.syncing = this.fetchSnapshot().finally(() => {
+    this.syncing = this.sync().finally(() => {
       this.syncing = undefined;
     });
+    return this.buffer;
   }
 
-  private async fetchSnapshot(): Promise<void> {
-    for (let attempt = 0; !this.closed; attempt++) {
-      const result = await this.requestSnapshot().catch((error: Error) => {
-        this.problem("snapshot failed: retrying", { err: error.message });
-        return undefined;
-      });
-      if (result) {
-        for (const entry of result.entries) await this.o.onEvent(entry.payload, entry.signature, "snapshot");
-        const buffered = this.buffer ?? [];
-        this.buffer = undefined;
-        this.setSeq(result.seq);
-        this.o.counters.inc("snapshot.loaded");
-        this.log.info({ bans: result.entries.length, seq: result.seq }, "snapshot loaded");
-        for (const message of buffered) await this.handle(message);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+  private async sync(): Promise<void> {
+    do {
+      this.again = false;
+      this.overflowed = false;
+      this.buffer ??= [];
+      const snapshot = await this.fetchSnapshot();
+      if (!snapshot) return;
+      await this.serial(() => this.applySnapshot(snapshot));
+    } while ((this.again || this.overflowed) && !this.closed);
+  }
+
+  private async applySnapshot(snapshot: Snapshot): Promise<void> {
+    for (const entry of snapshot.entries) {
+      if (this.closed) return;
+      await this.deliver(entry.payload, entry.signature, "snapshot");
+    }
+    this.setSeq(snapshot.seq);
+    this.o.counters.inc("snapshot.loaded");
+    this.log.info({ bans: snapshot.entries.length, seq: snapshot.seq }, "snapshot loaded");
+    const buffered = this.buffer ?? [];
+    this.buffer = undefined;
+    for (const message of buffered) {
+      // What the snapshot already contains; a gap among the rest starts another round.
+      if (message.seq <= snapshot.seq) continue;
+      await this.handle(message);
     }
   }
 
-  private async requestSnapshot(): Promise<{ seq: number; entries: SnapshotEntry[] } | undefined> {
-    const dealer = createClientSocket("dealer", { identity: this.o.identity, serverKey: this.o.serverKey });
+  /** Asks until it gets a complete snapshot; undefined once closed. */
+  private async fetchSnapshot(): Promise<Snapshot | undefined> {
+    const first = this.o.snapshotRetryMs ?? 500;
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        const snapshot = await this.requestSnapshot();
+        if (snapshot) return snapshot;
+      } catch (error) {
+        if (this.closed) return undefined;
+        this.o.counters.inc("snapshot.failed");
+        this.problem("snapshot failed: retrying", { err: (error as Error).message });
+      }
+      try {
+        await sleep(Math.min(30_000, first * 2 ** Math.min(attempt, 10)), undefined, {
+          signal: this.abort.signal,
+        });
+      } catch {
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  private async requestSnapshot(): Promise<Snapshot | undefined> {
+    const dealer = createClientSocket("dealer", {
+      identity: this.o.identity,
+      serverKey: this.o.serverKey,
+      // A chunk of 200 entries is larger than the default frame limit.
+      maxMessageSize: MAX_CHUNK_BYTES + CURVE_FRAME_OVERHEAD,
+    });
     dealer.receiveTimeout = this.o.snapshotTimeoutMs ?? 5_000;
+    this.dealer = dealer;
     try {
       dealer.connect(this.o.snapshot);
       await dealer.send(encodeSnapshotRequest());
@@ -207,9 +347,13 @@ export class PublisherReceiver {
           if (reply.message.count !== entries.length) throw new Error("snapshot count mismatch");
           return { seq: reply.message.seq, entries };
         }
+        if (entries.length + reply.message.entries.length > MAX_SNAPSHOT_ENTRIES) {
+          throw new Error(`snapshot larger than ${MAX_SNAPSHOT_ENTRIES} bans`);
+        }
         entries.push(...reply.message.entries);
       }
     } finally {
+      this.dealer = undefined;
       dealer.close();
     }
   }

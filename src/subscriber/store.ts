@@ -40,11 +40,22 @@ export class SubscriberStore {
     this.db = openDatabase(path.join(stateDir, SUBSCRIBER_STATE_FILE), MIGRATIONS);
   }
 
-  /** Records an event id; false when it was already seen (the same event via another publisher). */
-  markSeen(id: string, time: number): boolean {
-    return this.db.prepare("INSERT OR IGNORE INTO seen (id, time) VALUES (?, ?)").run(id, time).changes === 1;
+  /**
+   * Records an event id; false when it was already seen (the same event via another publisher, or
+   * again in a snapshot). `keepUntil` is the event's time, or for a ban its expiry: a ban stays in
+   * every snapshot until it expires, and must not be applied again each time it comes back.
+   */
+  markSeen(id: string, keepUntil: number): boolean {
+    return (
+      this.db.prepare("INSERT OR IGNORE INTO seen (id, time) VALUES (?, ?)").run(id, keepUntil).changes === 1
+    );
   }
 
+  hasSeen(id: string): boolean {
+    return this.db.prepare("SELECT 1 FROM seen WHERE id = ?").get(id) !== undefined;
+  }
+
+  /** Forgets ids kept until before `before` (called with now minus twice the window). */
   pruneSeen(before: number): void {
     this.db.prepare("DELETE FROM seen WHERE time < ?").run(before);
   }
@@ -52,20 +63,27 @@ export class SubscriberStore {
   /** Records a ban before it is applied, with its ledger entry, in one transaction. */
   recordBan(ban: AppliedBan): void {
     this.db.transaction(() => {
-      this.db
+      // A ban already held keeps the later of both expiries, and the ledger covers that one.
+      const { expires } = this.db
         .prepare(
-          "INSERT INTO applied (jail, ip, id, origin, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT (jail, ip) DO UPDATE SET id = excluded.id, origin = excluded.origin, expires = max(expires, excluded.expires)",
+          "INSERT INTO applied (jail, ip, id, origin, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT (jail, ip) DO UPDATE SET id = excluded.id, origin = excluded.origin, expires = max(expires, excluded.expires) RETURNING expires",
         )
-        .run(ban.jail, ban.ip, ban.id, ban.origin, ban.expires);
-      recordApplied(this.db, "ban", ban.jail, ban.ip, ban.expires);
+        .get(ban.jail, ban.ip, ban.id, ban.origin, ban.expires) as { expires: number };
+      recordApplied(this.db, "ban", ban.jail, ban.ip, expires);
     })();
   }
 
-  /** Records an unban before it is applied; returns whether the ban was one this subscriber held. */
+  /**
+   * Records an unban before it is applied; returns whether the ban was one this subscriber held.
+   * Only a held ban gets a ledger entry: an unban the subscriber does not apply must not make the
+   * local monitor take fail2ban's own later `Unban` of that address for the cluster's.
+   */
   recordUnban(jail: string, ip: string, now: number): boolean {
     return this.db.transaction(() => {
-      recordApplied(this.db, "unban", jail, ip, now);
-      return this.db.prepare("DELETE FROM applied WHERE jail = ? AND ip = ?").run(jail, ip).changes === 1;
+      const held =
+        this.db.prepare("DELETE FROM applied WHERE jail = ? AND ip = ?").run(jail, ip).changes === 1;
+      if (held) recordApplied(this.db, "unban", jail, ip, now);
+      return held;
     })();
   }
 

@@ -1,0 +1,238 @@
+import test from "ava";
+import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
+import { Counters } from "../../src/logging.js";
+import { NeverBanList } from "../../src/policy/never-ban.js";
+import { ReplayGuard } from "../../src/protocol/replay.js";
+import { type SignedEvent, signEvent } from "../../src/protocol/signature.js";
+import { Checklist, type ChecklistOptions, jailMapper } from "../../src/subscriber/checklist.js";
+import { SubscriberStore } from "../../src/subscriber/store.js";
+import { tempDir } from "../helpers/temp-dir.js";
+import { sign } from "./helpers.js";
+
+const WINDOW = 120_000;
+/** Fixed per run; the checklist's clock is injected, and every event below names its time. */
+const NOW = Date.now();
+
+let self: SecretIdentity;
+let origin: SecretIdentity;
+let other: SecretIdentity;
+test.before(async () => {
+  [self, origin, other] = await Promise.all([
+    generateIdentity("self"),
+    generateIdentity("web1"),
+    generateIdentity("web2"),
+  ]);
+});
+
+interface Bench {
+  checklist: Checklist;
+  counters: Counters;
+  store: SubscriberStore;
+  clock: { now: number };
+  /** A second checklist on the same state file, as after a restart. */
+  restart(): Checklist;
+}
+
+async function bench(t: import("ava").ExecutionContext, options: Partial<ChecklistOptions> = {}) {
+  const dir = await tempDir(t, "f2bz-checklist-");
+  const store = new SubscriberStore(dir);
+  t.teardown(() => store.close());
+  const counters = new Counters();
+  const clock = { now: NOW };
+  const make = () =>
+    new Checklist({
+      self: self.nodeId,
+      guard: new ReplayGuard({ windowMs: WINDOW, now: () => clock.now }),
+      store,
+      neverBan: () =>
+        NeverBanList.create({
+          // subscriber.neverBan, a publisher's address and an ignoreip range, as the daemon merges them
+          entries: ["192.0.2.10", "10.0.0.0/8", "2001:db8:ffff::/48"],
+          hostAddresses: ["198.51.100.250"],
+        }),
+      origins: undefined,
+      allowCidr: false,
+      mapJail: (jail) => jail,
+      counters,
+      maxFutureMs: WINDOW,
+      now: () => clock.now,
+      ...options,
+    });
+  return { checklist: make(), counters, store, clock, restart: make } satisfies Bench;
+}
+
+const live = (c: Checklist, e: SignedEvent) => c.check(e.payload, e.signature, "live");
+const snap = (c: Checklist, e: SignedEvent) => c.check(e.payload, e.signature, "snapshot");
+const reasonOf = (d: Awaited<ReturnType<Checklist["check"]>>) => (d.ok ? "accepted" : d.reason);
+
+test("a signed ban inside the window passes once, with its jail mapped", async (t) => {
+  const b = await bench(t, { mapJail: () => "f2bz" });
+  const event = await sign(origin, { seq: 1, ip: "203.0.113.5", time: NOW - 1000 });
+  const decision = await live(b.checklist, event);
+  t.true(decision.ok);
+  if (decision.ok) {
+    t.is(decision.jail, "f2bz");
+    t.is(decision.event.ip, "203.0.113.5");
+    t.is(decision.event.origin, origin.nodeId);
+  }
+  t.is(b.counters.get("accepted.live"), 1);
+});
+
+test("signature: a flipped byte in payload or signature, or a short signature, is refused", async (t) => {
+  const b = await bench(t);
+  const event = await sign(origin, { seq: 1, ip: "203.0.113.5", time: NOW });
+  const payload = Buffer.from(event.payload);
+  payload[payload.indexOf("203.0.113.5") + 10] = "6".charCodeAt(0); // 203.0.113.6: a different target
+  t.is(reasonOf(await b.checklist.check(payload, event.signature, "live")), "signature");
+  const signature = Buffer.from(event.signature);
+  signature[0]! ^= 1;
+  t.is(reasonOf(await b.checklist.check(event.payload, signature, "live")), "signature");
+  t.is(
+    reasonOf(await b.checklist.check(event.payload, event.signature.subarray(0, 63), "live")),
+    "signature",
+  );
+  t.is(b.counters.get("dropped.signature"), 3);
+  t.true((await live(b.checklist, event)).ok, "the untouched event still passes");
+});
+
+test("echo: this node's own events coming back are dropped", async (t) => {
+  const b = await bench(t);
+  const own = await sign(self, { seq: 1, ip: "203.0.113.5", time: NOW });
+  t.is(reasonOf(await live(b.checklist, own)), "echo");
+  t.is(reasonOf(await snap(b.checklist, own)), "echo");
+  t.is(b.counters.get("dropped.echo"), 2);
+});
+
+test("window: stale and future live events are refused", async (t) => {
+  const b = await bench(t);
+  const stale = await sign(origin, { seq: 1, ip: "203.0.113.5", time: NOW - WINDOW - 1 });
+  const future = await sign(origin, { seq: 2, ip: "203.0.113.6", time: NOW + WINDOW + 1 });
+  t.is(reasonOf(await live(b.checklist, stale)), "stale");
+  t.is(reasonOf(await live(b.checklist, future)), "future");
+  t.is(reasonOf(await snap(b.checklist, future)), "future", "a snapshot cannot carry a future event either");
+});
+
+test("seen-cache: the same event through a second publisher, or after a restart, is a duplicate", async (t) => {
+  const b = await bench(t);
+  const event = await sign(origin, { seq: 7, ip: "203.0.113.5", time: NOW });
+  t.true((await live(b.checklist, event)).ok);
+  t.is(reasonOf(await live(b.checklist, event)), "duplicate", "second publisher, same bytes");
+  t.is(reasonOf(await snap(b.checklist, event)), "duplicate", "again in a snapshot");
+  t.is(reasonOf(await live(b.restart(), event)), "duplicate", "after a restart (persisted seen ids)");
+  t.is(b.counters.get("accepted.live"), 1);
+  t.is(b.counters.get("dropped.duplicate"), 3);
+});
+
+test("snapshot: an entry older than the window passes while its ban lasts, once", async (t) => {
+  const b = await bench(t);
+  const old = await sign(origin, {
+    seq: 3,
+    ip: "203.0.113.9",
+    time: NOW - 3_600_000,
+    expires: NOW + 3_600_000,
+  });
+  t.is(reasonOf(await live(b.checklist, old)), "stale", "live, it would be a replay");
+  t.true((await snap(b.checklist, old)).ok);
+  t.is(reasonOf(await snap(b.checklist, old)), "duplicate", "the next snapshot carries it again");
+  // Seen ids of bans are kept until the ban expires, not just two windows.
+  b.store.pruneSeen(NOW + 30 * 60_000 - 2 * WINDOW);
+  t.is(reasonOf(await snap(b.restart(), old)), "duplicate");
+
+  const expired = await sign(origin, { seq: 4, ip: "203.0.113.10", time: NOW - 7_200_000, expires: NOW - 1 });
+  t.is(reasonOf(await snap(b.checklist, expired)), "expired");
+  const unban = await sign(origin, { seq: 5, ip: "203.0.113.11", kind: "unban", time: NOW - 1000 });
+  t.is(reasonOf(await snap(b.checklist, unban)), "schema", "snapshots hold active bans only");
+  t.deepEqual([b.counters.get("accepted.snapshot"), b.counters.get("dropped.expired")], [1, 1]);
+});
+
+test("origins: with subscriber.origins, only the listed monitors may originate events", async (t) => {
+  const b = await bench(t, { origins: new Set([origin.nodeId]) });
+  const stranger = await sign(other, { seq: 1, ip: "203.0.113.5", time: NOW });
+  t.is(reasonOf(await live(b.checklist, stranger)), "unauthorized");
+  t.is(reasonOf(await snap(b.checklist, stranger)), "unauthorized");
+  t.true((await live(b.checklist, await sign(origin, { seq: 1, ip: "203.0.113.5", time: NOW }))).ok);
+});
+
+test("never-ban: built-ins, host addresses, configured entries and ignoreip ranges are refused", async (t) => {
+  const b = await bench(t);
+  const targets = [
+    "127.0.0.1", // built-in loopback
+    "169.254.1.1", // built-in link-local
+    "::1",
+    "fe80::1",
+    "198.51.100.250", // this host
+    "192.0.2.10", // subscriber.neverBan / a publisher
+    "10.200.3.4", // inside 10.0.0.0/8
+    "2001:db8:ffff::7", // inside an ignoreip range
+    "::ffff:10.1.1.1", // the same host in its mapped spelling
+  ];
+  let seq = 1;
+  for (const ip of targets) {
+    const decision = await live(b.checklist, await sign(origin, { seq: seq++, ip, time: NOW }));
+    t.is(reasonOf(decision), "never-ban", ip);
+  }
+  t.is(b.counters.get("dropped.never-ban"), targets.length);
+  t.true((await live(b.checklist, await sign(origin, { seq: seq++, ip: "192.0.2.11", time: NOW }))).ok);
+});
+
+test("never-ban: a range event that overlaps the list is refused", async (t) => {
+  const b = await bench(t, { allowCidr: true });
+  const range = await signRange(origin, "10.9.8.0/24");
+  t.is(reasonOf(await live(b.checklist, range)), "never-ban");
+  const outside = await signRange(origin, "203.0.113.0/24", 2);
+  t.true((await live(b.checklist, outside)).ok);
+});
+
+test("ranges are refused unless events.allowCidr", async (t) => {
+  const b = await bench(t);
+  t.is(reasonOf(await live(b.checklist, await signRange(origin, "203.0.113.0/24"))), "cidr");
+});
+
+test("jail mapping: same, a fixed jail, the fallback, or a drop when neither exists", async (t) => {
+  const local = new Set(["sshd", "f2bz", "recidive"]);
+  const same = jailMapper({ jail: "same" }, () => local);
+  t.is(same("sshd"), "sshd");
+  t.is(same("nginx-http-auth"), undefined, "missing here, no fallbackJail: not applied");
+  const withFallback = jailMapper({ jail: "same", fallbackJail: "f2bz" }, () => local);
+  t.is(withFallback("nginx-http-auth"), "f2bz");
+  t.is(withFallback("sshd"), "sshd");
+  t.is(
+    jailMapper({ jail: "cluster", fallbackJail: "f2bz" }, () => local)("sshd"),
+    "f2bz",
+    "fixed jail missing",
+  );
+  t.is(jailMapper({ jail: "recidive" }, () => local)("sshd"), "recidive");
+  t.is(jailMapper({ jail: "same", fallbackJail: "gone" }, () => local)("web"), undefined);
+  t.is(jailMapper({ jail: "same" }, () => undefined)("web"), "web", "jails unknown: taken as is");
+
+  const b = await bench(t, { mapJail: jailMapper({ jail: "same" }, () => new Set(["sshd"])) });
+  t.is(
+    reasonOf(
+      await live(b.checklist, await sign(origin, { seq: 1, ip: "203.0.113.5", jail: "web", time: NOW })),
+    ),
+    "jail",
+  );
+  const ok = await live(
+    b.checklist,
+    await sign(origin, { seq: 2, ip: "203.0.113.5", jail: "sshd", time: NOW }),
+  );
+  t.true(ok.ok && ok.jail === "sshd");
+});
+
+test("a refused event is not remembered: the same id may still pass once the reason is gone", async (t) => {
+  // never-ban is read per event (the list is refreshed from fail2ban); a drop must not poison the id.
+  let list = NeverBanList.create({ entries: ["203.0.113.0/24"] });
+  const b = await bench(t, { neverBan: () => list });
+  const event = await sign(origin, { seq: 1, ip: "203.0.113.5", time: NOW });
+  t.is(reasonOf(await live(b.checklist, event)), "never-ban");
+  list = NeverBanList.create({});
+  t.true((await live(b.checklist, event)).ok);
+});
+
+function signRange(identity: SecretIdentity, ip: string, seq = 1): Promise<SignedEvent> {
+  return signEvent(
+    identity,
+    { seq, kind: "ban", jail: "sshd", ip, time: NOW, expires: NOW + 60_000 },
+    { allowCidr: true },
+  );
+}

@@ -1,0 +1,183 @@
+import net from "node:net";
+import type { ExecutionContext } from "ava";
+import { pino } from "pino";
+import type { SecretIdentity } from "../../src/keys/identity.js";
+import type { Logger } from "../../src/logging.js";
+import { type MonitorSettings, type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
+import { decodeSubmitReply, type SubmitReply } from "../../src/protocol/feed.js";
+import { encodeEventFrames } from "../../src/protocol/frames.js";
+import { type EventFields, type SignedEvent, signEvent } from "../../src/protocol/signature.js";
+import { type PublisherSettings, type RunningPublisher, startPublisher } from "../../src/publisher/daemon.js";
+import {
+  type RunningSubscriber,
+  type SubscriberSettings,
+  startSubscriber,
+} from "../../src/subscriber/daemon.js";
+import { createClientSocket } from "../../src/transport/sockets.js";
+import { waitFor } from "../harness/wait.js";
+import { ANY_PORT, type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
+
+/** Generous: two shared cores and other suites running; every wait ends as soon as its condition holds. */
+export const DEADLINE_MS = 20_000;
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** A pino logger whose JSON lines are kept, parsed, for assertions on what an operator would read. */
+export function captureLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino(
+    { level: "debug" },
+    { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) },
+  );
+  return { logger, lines };
+}
+
+export function waitLine(
+  lines: readonly LogLine[],
+  match: (line: LogLine) => boolean,
+  what: string,
+  timeoutMs = DEADLINE_MS,
+): Promise<LogLine> {
+  return waitFor(() => lines.find(match), { timeoutMs, what: `log line: ${what}` });
+}
+
+export function waitCounter(
+  counters: { get(name: string): number },
+  name: string,
+  atLeast = 1,
+  timeoutMs = DEADLINE_MS,
+): Promise<number> {
+  return waitFor(
+    () => {
+      const value = counters.get(name);
+      return value >= atLeast ? value : undefined;
+    },
+    { timeoutMs, what: `counter ${name} >= ${atLeast}` },
+  );
+}
+
+/** The subscriber's view of one publisher: what goes under subscriber.publishers. */
+export interface PublisherEntry {
+  feed: string;
+  snapshot: string;
+  key: string;
+}
+
+export interface TestPublisher {
+  node: TestNode;
+  running: RunningPublisher;
+  entry: PublisherEntry;
+  /** What goes under monitor.publishers. */
+  monitorEntry: { submit: string; key: string };
+}
+
+/** A publisher on loopback ephemeral ports, keys from the cluster's key directory; closed at teardown. */
+export async function startTestPublisher(
+  t: ExecutionContext,
+  cluster: TestCluster,
+  name = "pub",
+  extra: Record<string, unknown> = {},
+): Promise<TestPublisher> {
+  const node = await cluster.node(name);
+  const config = cluster.config(node, {
+    publisher: { submit: ANY_PORT, feed: ANY_PORT, snapshot: ANY_PORT, keys: cluster.keysDir, ...extra },
+  });
+  const running = await startPublisher(config as PublisherSettings, testLogger());
+  t.teardown(() => running.close());
+  const { feed, snapshot, submit } = running.endpoints;
+  return {
+    node,
+    running,
+    entry: { feed, snapshot, key: node.publicKey },
+    monitorEntry: { submit, key: node.publicKey },
+  };
+}
+
+export async function startTestSubscriber(
+  t: ExecutionContext,
+  cluster: TestCluster,
+  node: TestNode,
+  subscriber: Record<string, unknown>,
+  options: { logger?: Logger; events?: Record<string, unknown> } = {},
+): Promise<RunningSubscriber> {
+  const config = cluster.config(node, {
+    subscriber,
+    ...(options.events ? { events: options.events } : {}),
+  });
+  const running = await startSubscriber(config as SubscriberSettings, options.logger ?? testLogger());
+  t.teardown(() => running.close());
+  return running;
+}
+
+export async function startTestMonitor(
+  t: ExecutionContext,
+  cluster: TestCluster,
+  node: TestNode,
+  monitor: Record<string, unknown>,
+): Promise<RunningMonitor> {
+  const config = cluster.config(node, { monitor: { pollInterval: "200ms", ...monitor } });
+  const running = await startMonitor(config as MonitorSettings, testLogger());
+  t.teardown(() => running.close());
+  return running;
+}
+
+/** Signs as `identity`, with the current time and a ban time unless given. */
+export function sign(
+  identity: SecretIdentity,
+  fields: Partial<EventFields> & Pick<EventFields, "seq" | "ip">,
+): Promise<SignedEvent> {
+  const time = fields.time ?? Date.now();
+  const kind = fields.kind ?? "ban";
+  return signEvent(identity, {
+    kind,
+    jail: "sshd",
+    time,
+    expires: kind === "ban" ? time + 600_000 : time,
+    ...fields,
+  });
+}
+
+/**
+ * Submits signed events to a publisher as a monitor would (REQ, CURVE, one event per request) and
+ * returns each reply: the way to put crafted events (short expiry, many bans) into a real publisher.
+ */
+export async function submit(
+  publisher: TestPublisher,
+  monitor: TestNode,
+  events: readonly SignedEvent[],
+): Promise<SubmitReply[]> {
+  const socket = createClientSocket("request", {
+    identity: monitor.identity,
+    serverKey: publisher.node.identity.curvePublic,
+  });
+  socket.receiveTimeout = DEADLINE_MS;
+  socket.connect(publisher.running.endpoints.submit);
+  try {
+    const replies: SubmitReply[] = [];
+    for (const event of events) {
+      await socket.send(encodeEventFrames(event.payload, event.signature));
+      const reply = decodeSubmitReply(await socket.receive());
+      if (!reply.ok) throw new Error(`malformed reply from the publisher (${reply.reason})`);
+      replies.push(reply.message);
+    }
+    return replies;
+  } finally {
+    socket.close();
+  }
+}
+
+/** A loopback port nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
