@@ -1,4 +1,17 @@
-import { constants, promises as fs } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  promises as fs,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { F2bzError, quote } from "../errors.js";
 import {
@@ -99,16 +112,18 @@ export async function writeIdentity(
       }
     }
   }
+  // Synchronous on purpose: the umask is process-wide, and no other work of this process may run
+  // (and create files) while it is 077.
   const previousUmask = process.umask(0o077);
   try {
-    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
-    await writeAtomically(secretFile, formatSecretCertificate(id), 0o600, force);
-    await writeAtomically(publicFile, formatPublicCertificate(id), 0o644, force);
-    const dirHandle = await fs.open(dir, constants.O_RDONLY);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    writeAtomically(secretFile, formatSecretCertificate(id), 0o600, force);
+    writeAtomically(publicFile, formatPublicCertificate(id), 0o644, force);
+    const dirFd = openSync(dir, constants.O_RDONLY);
     try {
-      await dirHandle.sync();
+      fsyncSync(dirFd);
     } finally {
-      await dirHandle.close();
+      closeSync(dirFd);
     }
   } catch (error) {
     if (error instanceof F2bzError) throw error;
@@ -128,26 +143,26 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-async function writeAtomically(file: string, text: string, mode: number, force: boolean): Promise<void> {
+function writeAtomically(file: string, text: string, mode: number, force: boolean): void {
   const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-  const handle = await fs.open(tmp, flags, 0o600);
+  const fd = openSync(tmp, flags, 0o600);
   try {
-    await handle.writeFile(text, "utf8");
-    await handle.chmod(mode);
-    await handle.sync();
+    writeFileSync(fd, text, "utf8");
+    fchmodSync(fd, mode);
+    fsyncSync(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
   try {
     if (force) {
-      await fs.rename(tmp, file);
+      renameSync(tmp, file);
     } else {
-      await fs.link(tmp, file);
-      await fs.unlink(tmp);
+      linkSync(tmp, file);
+      unlinkSync(tmp);
     }
   } catch (error) {
-    await fs.rm(tmp, { force: true });
+    rmSync(tmp, { force: true });
     if ((error as NodeJS.ErrnoException).code === "EEXIST") {
       throw new F2bzError("KEY_EXISTS", `key file ${quote(file)} already exists, use --force to replace it`);
     }

@@ -156,8 +156,9 @@ export async function startSubscriber(
       await action.apply([{ kind: "ban", jail, ip: event.ip, origin: event.origin, expires }]);
       scheduleExpiry();
     } else {
-      // Only what this subscriber applied is lifted: never a ban fail2ban made on its own.
-      if (!store.recordUnban(jail, event.ip, Date.now())) {
+      // Only what this subscriber applied for the same origin is lifted: never a ban fail2ban made
+      // on its own, nor another node's.
+      if (!store.recordUnban(jail, event.ip, Date.now(), event.origin)) {
         counters.inc("dropped.unban-not-held");
         log.debug({ id: event.id, jail, ip: event.ip }, "unban of a ban not held here: ignored");
         return;

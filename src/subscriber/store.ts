@@ -74,14 +74,22 @@ export class SubscriberStore {
   }
 
   /**
-   * Records an unban before it is applied; returns whether the ban was one this subscriber held.
+   * Records an unban before it is applied; returns whether the ban was one this subscriber held
+   * (and, with `origin`, placed by that origin).
    * Only a held ban gets a ledger entry: an unban the subscriber does not apply must not make the
    * local monitor take fail2ban's own later `Unban` of that address for the cluster's.
    */
-  recordUnban(jail: string, ip: string, now: number): boolean {
+  recordUnban(jail: string, ip: string, now: number, origin?: string): boolean {
     return this.db.transaction(() => {
+      // An unban event lifts only a ban of its own origin (as at the publisher): one compromised
+      // monitor cannot clear the bans of the others. Expiry (no origin) lifts any.
       const held =
-        this.db.prepare("DELETE FROM applied WHERE jail = ? AND ip = ?").run(jail, ip).changes === 1;
+        (origin === undefined
+          ? this.db.prepare("DELETE FROM applied WHERE jail = ? AND ip = ?").run(jail, ip)
+          : this.db
+              .prepare("DELETE FROM applied WHERE jail = ? AND ip = ? AND origin = ?")
+              .run(jail, ip, origin)
+        ).changes === 1;
       if (held) recordApplied(this.db, "unban", jail, ip, now);
       return held;
     })();

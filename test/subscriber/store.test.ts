@@ -40,6 +40,30 @@ test("an unban is recorded in the ledger only for a ban that was held", async (t
   t.false(store.recordUnban("f2bz", "192.0.2.9", T + 2000), "only once");
 });
 
+test("an unban event lifts only a ban of its own origin; expiry lifts any", async (t) => {
+  const { store } = await open(t);
+  const OTHER = "fedcba9876543210fedcba9876543210";
+  store.recordBan({
+    jail: "f2bz",
+    ip: "198.51.100.4",
+    id: `${ORIGIN}:7`,
+    origin: ORIGIN,
+    expires: T + 60_000,
+  });
+  t.false(store.recordUnban("f2bz", "198.51.100.4", T + 1000, OTHER), "another node's unban");
+  t.is(store.applied().length, 1);
+  t.true(store.recordUnban("f2bz", "198.51.100.4", T + 2000, ORIGIN));
+  store.recordBan({
+    jail: "f2bz",
+    ip: "198.51.100.5",
+    id: `${ORIGIN}:8`,
+    origin: ORIGIN,
+    expires: T + 60_000,
+  });
+  t.true(store.recordUnban("f2bz", "198.51.100.5", T + 60_000), "expiry, no origin");
+  t.deepEqual(store.applied(), []);
+});
+
 test("seen ids, held bans and publisher sequences survive a restart", async (t) => {
   const { store, dir } = await open(t);
   t.true(store.markSeen(`${ORIGIN}:4`, T + 3_600_000));
