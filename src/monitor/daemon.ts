@@ -1,10 +1,12 @@
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import type { Config, MonitorConfig } from "../config/schema.js";
+import { F2bzError, quote } from "../errors.js";
 import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
 import type { SecretIdentity } from "../keys/identity.js";
 import { Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
 import { parseAddress } from "../policy/address.js";
+import { isValidJail } from "../policy/jail.js";
 import { parseVerifiedPayload } from "../protocol/event.js";
 import { signEvent } from "../protocol/signature.js";
 import { type Db, openReadOnly } from "../state/database.js";
@@ -43,12 +45,41 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
   const publishers = await Promise.all(
     settings.publishers.map(async (p) => ({ ...p, identity: await loadPublicIdentity(p.key) })),
   );
+  // The endpoint names a publisher in the outbox: twice the same would make every commit fail.
+  const twice = publishers.find((p, i) => publishers.findIndex((q) => q.submit === p.submit) !== i);
+  if (twice) {
+    throw new F2bzError(
+      "CONFIG_INVALID",
+      `monitor.publishers lists submit endpoint ${quote(twice.submit)} twice, expected each publisher once`,
+    );
+  }
   const counters = new Counters();
   const outbox = new Outbox(
     config.node.stateDir,
     publishers.map((p) => p.submit),
   );
   const source = settings.source;
+  let input: LogTailer | JournalTailer;
+  try {
+    input =
+      source === "file"
+        ? new LogTailer({
+            file: settings.log,
+            start: filePosition(outbox.position("file")) ?? (await currentEnd(settings.log)),
+            pollIntervalMs: settings.pollInterval,
+            logger: logger.child({ component: "tailer" }),
+            counters,
+          })
+        : new JournalTailer({
+            unit: settings.journalUnit,
+            ...journalCursor(outbox.position("journald")),
+            logger: logger.child({ component: "journal" }),
+            counters,
+          });
+  } catch (error) {
+    outbox.close();
+    throw error;
+  }
   const interpreter = new LogInterpreter(
     { ignoreJails: settings.ignoreJails, counters },
     outbox.interpreterState(source) as InterpreterState | undefined,
@@ -56,6 +87,9 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
   const ledger = new Ledger(path.join(config.node.stateDir, SUBSCRIBER_STATE_FILE));
   const events = new EventFactory(identity, settings, config.events.allowCidr, outbox);
 
+  let closed = false;
+  /** Wakes the reader paused on a full outbox: an acknowledgement, a drop, or close. */
+  let wakeReader: (() => void) | undefined;
   const links = publishers.map(
     (p) =>
       new PublisherLink({
@@ -66,30 +100,61 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
         ackTimeoutMs: settings.ackTimeout,
         maxAgeMs: Math.floor(config.events.window / 2),
         refresh: (entry) => events.refresh(entry),
+        onProgress: () => wakeReader?.(),
         logger,
         counters,
       }),
   );
 
   const dropLog = new RateLimitedLog(60_000, 3);
+  const fullLog = new RateLimitedLog(60_000, 1);
+  const errorLog = new RateLimitedLog(60_000, 1);
   let lastPosition: Position | undefined;
-  let dirty = false;
-  let closed = false;
+  /** Lines handled, and how many of them the stored position covers. */
+  let handled = 0;
+  let saved = 0;
+  /** Commits run one at a time, in order: the reader's and the ticker's. */
+  let queue: Promise<void> = Promise.resolve();
+  const serially = (work: () => Promise<void>): Promise<void> => {
+    const run = queue.then(work);
+    queue = run.catch(() => {});
+    return run;
+  };
+  let wakeRetry: (() => void) | undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        wakeRetry = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      wakeRetry = done;
+    });
 
-  /** Signs and stores what the interpreter produced, with the position and state it belongs to. */
-  const commit = async (produced: MonitorEvent[]) => {
+  /** The events worth publishing, validated and checked against the echo ledger, then signed. */
+  const sign = async (produced: MonitorEvent[]): Promise<SignedEntry[]> => {
     const entries: SignedEntry[] = [];
     const now = Date.now();
     for (const event of produced) {
-      const address = parseAddress(event.ip, { allowCidr: config.events.allowCidr });
+      // fail2ban allows jail names (blanks, brackets, long names) that events cannot carry.
+      if (!isValidJail(event.jail)) {
+        dropped(
+          "lines.invalid-jail",
+          { jail: untrusted(event.jail, 60) },
+          "ban of a jail name f2bz cannot carry ignored",
+        );
+        continue;
+      }
+      const address = unspecified(event.ip)
+        ? ({ ok: false, reason: "unspecified address (how fail2ban logs a ban of a /0)" } as const)
+        : parseAddress(event.ip, { allowCidr: config.events.allowCidr });
       if (!address.ok) {
-        counters.inc("lines.invalid-ip");
-        if (dropLog.allow("ip") !== undefined) {
-          log.warn(
-            { ip: untrusted(event.ip, 60), reason: address.reason },
-            "log line with an invalid address ignored",
-          );
-        }
+        dropped(
+          "lines.invalid-ip",
+          { ip: untrusted(event.ip, 60), reason: address.reason },
+          "log line with an invalid address ignored",
+        );
         continue;
       }
       if (ledger.applied(event.kind, event.jail, address.ip, now)) {
@@ -100,52 +165,101 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
         );
         continue;
       }
-      entries.push(await events.sign(event, address.ip, entries.length));
+      try {
+        entries.push(await events.sign(event, address.ip));
+      } catch (error) {
+        // Refused by the receivers' own parser (say, a ban time of 0): retrying cannot help.
+        if (!(error instanceof F2bzError && error.code === "MESSAGE_REJECTED")) throw error;
+        dropped(
+          "lines.unsignable",
+          { err: error.message },
+          "event that receivers would refuse not published",
+        );
+      }
     }
-    outbox.commit(source, entries, lastPosition, interpreter.snapshot());
-    dirty = false;
-    for (const entry of entries) {
-      counters.inc("events.published");
-      log.info({ id: entry.id, kind: entry.kind, jail: entry.jail, ip: entry.ip }, "event queued");
-    }
-    if (entries.length > 0) for (const link of links) link.notify();
+    return entries;
   };
 
-  /** Back-pressure: while the outbox is full, stop reading (the log keeps it all for later). */
-  const roomInOutbox = async () => {
-    if (outbox.size() < settings.outboxLimit) return;
-    log.error(
-      { limit: settings.outboxLimit },
-      "outbox full: publishers are not acknowledging; log reading paused",
-    );
+  const dropped = (counter: string, fields: Record<string, unknown>, message: string) => {
+    counters.inc(counter);
+    const suppressed = dropLog.allow(counter);
+    if (suppressed !== undefined) log.warn({ ...fields, suppressed }, message);
+  };
+
+  /**
+   * Signs and stores what the interpreter produced, with the position and state it belongs to. A
+   * failure (disk full, I/O error) is retried until it succeeds or the monitor stops: the reader
+   * waits meanwhile, and nothing read is lost (what was not stored is read again after a restart).
+   *
+   * Position and state are taken now, with the events, not when the commit runs: a commit queued
+   * behind another must not store a position past lines whose events the other has not stored.
+   */
+  const commit = (produced: MonitorEvent[]) => {
+    const position = lastPosition;
+    const state = interpreter.snapshot();
+    const upTo = handled;
+    return serially(async () => {
+      for (;;) {
+        try {
+          const entries = await sign(produced);
+          outbox.commit(source, entries, position, state);
+          saved = Math.max(saved, upTo);
+          for (const entry of entries) {
+            counters.inc("events.published");
+            log.info({ id: entry.id, kind: entry.kind, jail: entry.jail, ip: entry.ip }, "event queued");
+          }
+          if (entries.length > 0) for (const link of links) link.notify();
+          return;
+        } catch (error) {
+          counters.inc("outbox.commit-failed");
+          if (closed) return;
+          const suppressed = errorLog.allow("commit");
+          if (suppressed !== undefined) {
+            log.error({ err: (error as Error).message, suppressed }, "saving monitor state failed; retrying");
+          }
+          await pause(1_000);
+          if (closed) return;
+        }
+      }
+    });
+  };
+
+  /**
+   * Back-pressure: while the outbox is full, stop reading; the log keeps the lines for later.
+   * False when the monitor stopped meanwhile (the line is then read again at the next start).
+   */
+  const roomInOutbox = async (): Promise<boolean> => {
+    if (outbox.size() < settings.outboxLimit) return !closed;
     counters.inc("outbox.full");
-    while (!closed && outbox.size() >= settings.outboxLimit) await new Promise((r) => setTimeout(r, 1000));
-    if (!closed) log.info("outbox has room again: log reading resumed");
+    const suppressed = fullLog.allow("full");
+    const announced = suppressed !== undefined;
+    if (announced) {
+      log.error(
+        { limit: settings.outboxLimit, suppressed },
+        "outbox full: publishers are not acknowledging; log reading paused",
+      );
+    }
+    while (!closed && outbox.size() >= settings.outboxLimit) {
+      await new Promise<void>((resolve) => {
+        wakeReader = resolve;
+      });
+      wakeReader = undefined;
+    }
+    if (closed) return false;
+    if (announced) log.info("outbox has room again: log reading resumed");
+    return true;
   };
 
   const handle = async (record: LogRecord | undefined, position: Position) => {
-    await roomInOutbox();
+    // Only a ban or unban line can add to the outbox; other lines are read on (a count per line
+    // would cost a scan of a large outbox for every `Found`).
+    const adds = record?.type === "ban" || record?.type === "unban";
+    if (adds ? !(await roomInOutbox()) : closed) return;
     lastPosition = position;
+    handled++;
     const produced = record ? interpreter.push(record) : [];
     if (produced.length > 0) await commit(produced);
-    else dirty = true;
   };
-
-  const input =
-    source === "file"
-      ? new LogTailer({
-          file: settings.log,
-          start: filePosition(outbox.position("file")) ?? (await currentEnd(settings.log)),
-          pollIntervalMs: settings.pollInterval,
-          logger: logger.child({ component: "tailer" }),
-          counters,
-        })
-      : new JournalTailer({
-          unit: settings.journalUnit,
-          ...journalCursor(outbox.position("journald")),
-          logger: logger.child({ component: "journal" }),
-          counters,
-        });
 
   const reading = (async () => {
     try {
@@ -160,10 +274,16 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
   })();
 
   // Held unbans (see interpret.ts) are released by time, and positions of quiet lines saved.
+  let ticking = false;
   const ticker = setInterval(() => {
+    // One at a time: while a failing disk is retried, ticks do not pile up behind it.
+    if (ticking) return;
     const released = interpreter.release();
-    const work = released.length > 0 ? commit(released) : dirty ? commit([]) : undefined;
-    work?.catch((error: Error) => log.error({ err: error.message }, "saving monitor state failed"));
+    if (released.length === 0 && saved === handled) return;
+    ticking = true;
+    void commit(released).finally(() => {
+      ticking = false;
+    });
   }, POSITION_SAVE_MS);
 
   log.info(
@@ -185,8 +305,18 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
         closed = true;
         clearInterval(ticker);
         input.close();
+        wakeReader?.();
+        wakeRetry?.();
         await reading;
-        if (dirty) await commit([]);
+        await queue;
+        // The position of the last quiet lines, unless a failing disk is why we stop.
+        if (saved < handled) {
+          try {
+            outbox.commit(source, [], lastPosition, interpreter.snapshot());
+          } catch (error) {
+            log.error({ err: (error as Error).message }, "saving the log position failed");
+          }
+        }
         await Promise.all(links.map((l) => l.close()));
         ledger.close();
         outbox.close();
@@ -208,6 +338,15 @@ async function currentEnd(file: string): Promise<{ inode: number; offset: number
   } catch {
     return "end";
   }
+}
+
+/**
+ * `banip 0.0.0.0/0` is logged as `Ban 0.0.0.0` and `banip ::/0` as `Ban ::` (fail2ban-lab-findings
+ * §7.1): single-host syntax for a ban of everything, never to be published.
+ */
+function unspecified(ip: string): boolean {
+  const address = parseAddress(ip);
+  return address.ok && (address.ip === "0.0.0.0" || address.ip === "::");
 }
 
 function filePosition(position: Position | undefined): { inode: number; offset: number } | undefined {
@@ -253,19 +392,22 @@ class EventFactory {
     private readonly outbox: Outbox,
   ) {}
 
-  /** `offset`: events already signed in this batch (their sequence numbers are not stored yet). */
-  async sign(event: MonitorEvent, ip: string, offset: number): Promise<SignedEntry> {
+  async sign(event: MonitorEvent, ip: string): Promise<SignedEntry> {
     const time = Date.now();
-    const banTime = this.settings.banTimes[event.jail] ?? this.settings.banTime;
+    // Own keys only: a jail named `constructor` must not find Object.prototype's.
+    const banTimes = this.settings.banTimes;
+    const banTime = Object.hasOwn(banTimes, event.jail) ? banTimes[event.jail]! : this.settings.banTime;
     const expires = event.kind === "ban" ? time + banTime : time;
-    return this.entry(event.kind, event.jail, ip, time, expires, this.outbox.nextSeq() + offset);
+    return this.entry(event.kind, event.jail, ip, time, expires, this.outbox.takeSeq());
   }
 
   /**
    * An entry older than the publishers' window is signed again with a new sequence number and the
-   * current time (same ban, same expiry); a ban whose expiry passed meanwhile is dropped.
+   * current time (same ban, same expiry); a ban whose expiry passed meanwhile is dropped. Undefined
+   * when dropped, or when the entry is gone already (another publisher's link replaced it first).
    */
   async refresh(old: OutboxEntry): Promise<OutboxEntry | undefined> {
+    if (!this.outbox.has(old.id)) return undefined;
     const parsed = parseVerifiedPayload(old.payload, { allowCidr: this.allowCidr });
     const now = Date.now();
     if (!parsed.ok || (parsed.event.kind === "ban" && parsed.event.expires <= now)) {
@@ -279,10 +421,9 @@ class EventFactory {
       e.ip,
       now,
       e.kind === "ban" ? e.expires : now,
-      this.outbox.nextSeq(),
+      this.outbox.takeSeq(),
     );
-    this.outbox.replace(old.id, fresh);
-    return fresh;
+    return this.outbox.replace(old.id, fresh) ? fresh : undefined;
   }
 
   private async entry(

@@ -20,6 +20,8 @@ export interface LinkOptions {
   maxAgeMs: number;
   logger: Logger;
   counters: Counters;
+  /** After every acknowledgement or drop: the outbox may have room again. */
+  onProgress?: () => void;
   backoff?: { initialMs: number; maxMs: number };
 }
 
@@ -30,13 +32,19 @@ const RETRY: ReadonlySet<RejectReason> = new Set(["rate-limited", "busy", "unaut
  * Delivers the outbox to one publisher in order, one event per request (REQ/REP as in the original
  * design: the reply acknowledges the event by id). Lazy pirate: a reply that does not come within
  * `ackTimeoutMs` never hangs the monitor; the socket is closed and reopened and the event resent,
- * which the publisher de-duplicates by id. While the publisher is down, back-off grows to `maxMs`.
+ * which the publisher de-duplicates by id. While the publisher is down, back-off grows to `maxMs`;
+ * new events do not cut a back-off short (they would turn it into a retry per logged ban).
  */
 export class PublisherLink {
   private socket: zmq.Request | undefined;
   private closed = false;
-  private wakeUp: (() => void) | undefined;
+  /** Ends the idle wait: new entries, or close. */
+  private wakeIdle: (() => void) | undefined;
+  /** Ends a back-off: close only. */
+  private wakeSleep: (() => void) | undefined;
   private backoffMs: number;
+  /** The entry last signed again because this publisher called it stale. */
+  private resignedAfterStale: string | undefined;
   private readonly log: Logger;
   private readonly problemLog = new RateLimitedLog(60_000, 1);
   private readonly loop: Promise<void>;
@@ -53,28 +61,44 @@ export class PublisherLink {
 
   /** New entries are in the outbox. */
   notify(): void {
-    this.wakeUp?.();
+    this.wakeIdle?.();
   }
 
+  /** Ends the loop (an unanswered request is abandoned: the entry stays in the outbox). Idempotent. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.socket?.close();
-    this.wakeUp?.();
+    if (!this.closed) {
+      this.closed = true;
+      this.socket?.close();
+      this.wakeIdle?.();
+      this.wakeSleep?.();
+    }
     await this.loop;
   }
 
   private async run(): Promise<void> {
+    try {
+      await this.serve();
+    } finally {
+      // A socket opened while close() was waiting for a signature must not outlive the link.
+      this.reset();
+    }
+  }
+
+  private async serve(): Promise<void> {
     while (!this.closed) {
       let entry = this.o.outbox.nextFor(this.o.endpoint);
       if (!entry) {
-        await this.wait();
+        await this.idle();
         continue;
       }
       try {
         if (Date.now() - entry.time > this.o.maxAgeMs) {
+          // Publishers refuse events older than their window: sign it again (new id, same ban).
           const fresh = await this.o.refresh(entry);
+          this.progress();
+          // Undefined: its ban is over, or another link replaced it; either way, look again.
           if (!fresh) continue;
+          this.o.counters.inc("delivery.resigned");
           entry = fresh;
         }
         await this.deliver(entry);
@@ -83,12 +107,13 @@ export class PublisherLink {
         this.o.counters.inc("delivery.error");
         this.reset();
         this.problem("delivery failed", { err: (error as Error).message });
-        await this.wait(this.nextBackoff());
+        await this.sleep(this.nextBackoff());
       }
     }
   }
 
   private async deliver(entry: OutboxEntry): Promise<void> {
+    if (this.closed) return;
     const socket = this.connect();
     await socket.send(encodeEventFrames(entry.payload, entry.signature));
     let frames: Buffer[];
@@ -100,40 +125,56 @@ export class PublisherLink {
       this.o.counters.inc("delivery.timeout");
       this.reset();
       this.problem("no reply from publisher in time: reconnecting and resending", { id: entry.id });
-      await this.wait(this.nextBackoff());
+      await this.sleep(this.nextBackoff());
       return;
     }
     const reply = decodeSubmitReply(frames);
-    if (!reply.ok || reply.message.id !== entry.id) {
+    // REQ/REP is lockstep, so a refusal without an id (the publisher could not even read the
+    // event) is still the answer to this entry.
+    const forEntry =
+      reply.ok &&
+      (reply.message.id === entry.id || (reply.message.type === "nack" && reply.message.id === ""));
+    if (!reply.ok || !forEntry) {
       this.o.counters.inc("delivery.bad-reply");
       this.reset();
       this.problem("unexpected reply from publisher: reconnecting", {
         reason: reply.ok ? "id" : reply.reason,
       });
-      await this.wait(this.nextBackoff());
+      await this.sleep(this.nextBackoff());
       return;
     }
     if (reply.message.type === "ack") {
       this.o.outbox.acknowledge(this.o.endpoint, entry.id);
       this.o.counters.inc("delivery.acked");
       this.backoffMs = this.backoff.initialMs;
+      this.progress();
       return;
     }
     const reason = reply.message.reason;
     this.o.counters.inc(`delivery.nack.${reason}`);
     if (reason === "stale") {
-      const fresh = await this.o.refresh(entry);
-      if (!fresh) this.o.outbox.acknowledge(this.o.endpoint, entry.id);
+      // The publisher's window is shorter than ours: sign it again and resend at once. Refused
+      // again although just signed, their clock is ahead of ours: back off, or this would spin.
+      if (entry.id === this.resignedAfterStale) {
+        this.problem("publisher refuses even freshly signed events as stale: check both clocks", {
+          id: entry.id,
+        });
+        await this.sleep(this.nextBackoff());
+        if (this.closed) return;
+      }
+      this.resignedAfterStale = (await this.o.refresh(entry))?.id;
+      this.progress();
       return;
     }
     if (RETRY.has(reason)) {
       this.problem("publisher refused the event for now: retrying", { id: entry.id, reason });
-      await this.wait(this.nextBackoff());
+      await this.sleep(this.nextBackoff());
       return;
     }
     // Permanent: resending the same bytes can only be refused again.
     this.log.error({ id: entry.id, reason }, "publisher rejected the event: dropped for this publisher");
     this.o.outbox.acknowledge(this.o.endpoint, entry.id);
+    this.progress();
   }
 
   private connect(): zmq.Request {
@@ -162,19 +203,32 @@ export class PublisherLink {
     if (suppressed !== undefined) this.log.warn({ ...fields, suppressed }, message);
   }
 
-  /** Until notify(), close(), or `ms` (when given). */
-  private wait(ms?: number): Promise<void> {
+  private progress(): void {
+    this.o.onProgress?.();
+  }
+
+  /** Until notify() or close(). */
+  private idle(): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = ms === undefined ? undefined : setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
+      this.wakeIdle = () => {
+        this.wakeIdle = undefined;
         resolve();
-      }
-      this.wakeUp = () => {
-        this.wakeUp = undefined;
-        done();
       };
+    });
+  }
+
+  /** For `ms`, or until close(). */
+  private sleep(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeSleep = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakeSleep = done;
     });
   }
 }

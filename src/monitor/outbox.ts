@@ -1,6 +1,9 @@
 import path from "node:path";
 import { type Db, openDatabase } from "../state/database.js";
 
+// Delivery order is the order events happened in (`place`), not their sequence number: an entry
+// signed again (new seq) keeps its place, so a re-signed ban never overtakes the unban that
+// followed it. Both indexes keep every step cheap however many entries wait.
 const MIGRATIONS = [
   `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -18,8 +21,11 @@ const MIGRATIONS = [
   CREATE TABLE pending (
     id TEXT NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
     publisher TEXT NOT NULL,
+    place INTEGER NOT NULL,
     PRIMARY KEY (publisher, id)
   ) WITHOUT ROWID;
+  CREATE INDEX pending_queue ON pending (publisher, place);
+  CREATE INDEX pending_id ON pending (id);
   `,
 ];
 
@@ -41,7 +47,8 @@ export interface OutboxEntry {
  * The monitor's durable state: its per-origin sequence, its position in the log, and the outbox of
  * signed events not yet acknowledged by every publisher. An event and the log position after the
  * line it came from are stored in one transaction: after a crash the line is either read again
- * (and nothing was stored) or its event is in the outbox, never both and never neither.
+ * (and nothing was stored) or its event is in the outbox, never both and never neither. Entries
+ * are delivered in the order the lines were read, each publisher at its own pace.
  */
 export class Outbox {
   private readonly db: Db;
@@ -56,16 +63,29 @@ export class Outbox {
     this.db.prepare("UPDATE meta SET value = ? WHERE key = 'seq' AND value = 0").run(Date.now());
     // A publisher added to the config gets nothing old; one removed leaves nothing behind.
     const known = new Set(publishers);
-    const stale = (this.db.prepare("SELECT DISTINCT publisher FROM pending").all() as { publisher: string }[])
-      .map((r) => r.publisher)
-      .filter((p) => !known.has(p));
-    for (const p of stale) this.db.prepare("DELETE FROM pending WHERE publisher = ?").run(p);
-    this.db.prepare("DELETE FROM outbox WHERE id NOT IN (SELECT id FROM pending)").run();
+    this.db.transaction(() => {
+      const listed = this.db.prepare("SELECT DISTINCT publisher FROM pending").all() as {
+        publisher: string;
+      }[];
+      for (const { publisher } of listed) {
+        if (!known.has(publisher)) this.db.prepare("DELETE FROM pending WHERE publisher = ?").run(publisher);
+      }
+      this.db.prepare("DELETE FROM outbox WHERE id NOT IN (SELECT id FROM pending)").run();
+    })();
   }
 
-  /** The sequence number the next event will carry. */
-  nextSeq(): number {
-    return (this.db.prepare("SELECT value FROM meta WHERE key = 'seq'").get() as { value: number }).value + 1;
+  /**
+   * Reserves the next sequence number, durably, before anything is signed with it. Signing is
+   * asynchronous, so new events and re-signed stale ones are numbered concurrently; a number is
+   * never handed out twice, not even after a crash that lost the event signed with it (a publisher
+   * that saw that event would take a reused id for a resend and drop the new event as a duplicate).
+   */
+  takeSeq(): number {
+    return (
+      this.db.prepare("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").get() as {
+        value: number;
+      }
+    ).value;
   }
 
   position(source: string): Position | undefined {
@@ -116,34 +136,50 @@ export class Outbox {
     })();
   }
 
-  private insert(entry: OutboxEntry, publishers: readonly string[]): void {
+  /** `place`: where it queues; a new event goes last (sequence numbers only grow). */
+  private insert(entry: OutboxEntry, publishers: readonly string[], place = entry.seq): void {
     this.db
       .prepare("INSERT INTO outbox (id, seq, time, expires, payload, signature) VALUES (?, ?, ?, ?, ?, ?)")
       .run(entry.id, entry.seq, entry.time, entry.expires, entry.payload, entry.signature);
     this.db.prepare("UPDATE meta SET value = max(value, ?) WHERE key = 'seq'").run(entry.seq);
     for (const p of publishers)
-      this.db.prepare("INSERT INTO pending (id, publisher) VALUES (?, ?)").run(entry.id, p);
+      this.db.prepare("INSERT INTO pending (id, publisher, place) VALUES (?, ?, ?)").run(entry.id, p, place);
   }
 
   /**
-   * Replaces a stale entry with a freshly signed one for the publishers still waiting for it, or
-   * drops it (`fresh` undefined: its ban is over).
+   * Replaces a stale entry with a freshly signed one, in its place in the queue, for the publishers
+   * still waiting for it, or drops it (`fresh` undefined: its ban is over). False, storing nothing,
+   * when the entry is gone already: another publisher's link replaced or dropped it meanwhile.
    */
-  replace(oldId: string, fresh: OutboxEntry | undefined): void {
-    this.db.transaction(() => {
-      const waiting = (
-        this.db.prepare("SELECT publisher FROM pending WHERE id = ?").all(oldId) as { publisher: string }[]
-      ).map((r) => r.publisher);
+  replace(oldId: string, fresh: OutboxEntry | undefined): boolean {
+    return this.db.transaction(() => {
+      const waiting = this.db.prepare("SELECT publisher, place FROM pending WHERE id = ?").all(oldId) as {
+        publisher: string;
+        place: number;
+      }[];
+      const place = waiting[0]?.place;
+      if (place === undefined) return false;
       this.db.prepare("DELETE FROM outbox WHERE id = ?").run(oldId);
-      if (fresh && waiting.length > 0) this.insert(fresh, waiting);
+      if (fresh)
+        this.insert(
+          fresh,
+          waiting.map((w) => w.publisher),
+          place,
+        );
+      return true;
     })();
   }
 
-  /** The oldest entry a publisher has not acknowledged yet. */
+  /** Whether an entry is still waiting for some publisher. */
+  has(id: string): boolean {
+    return this.db.prepare("SELECT 1 FROM outbox WHERE id = ?").get(id) !== undefined;
+  }
+
+  /** The first entry in the queue that a publisher has not acknowledged yet. */
   nextFor(publisher: string): OutboxEntry | undefined {
     return this.db
       .prepare(
-        "SELECT o.id, o.seq, o.time, o.expires, o.payload, o.signature FROM pending p JOIN outbox o ON o.id = p.id WHERE p.publisher = ? ORDER BY o.seq LIMIT 1",
+        "SELECT o.id, o.seq, o.time, o.expires, o.payload, o.signature FROM pending p JOIN outbox o ON o.id = p.id WHERE p.publisher = ? ORDER BY p.place LIMIT 1",
       )
       .get(publisher) as OutboxEntry | undefined;
   }

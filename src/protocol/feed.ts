@@ -199,7 +199,10 @@ export function decodeSubmitReply(frames: readonly Uint8Array[]): Decoded<Submit
   }
   if (count === 3 && reasonFrame && frameIs(topic, TOPIC_NACK)) {
     const reason = asBuffer(reasonFrame).toString("latin1");
-    return isEventId(id) && isRejectReason(reason) ? ok({ type: "nack", id, reason }) : fail("schema");
+    // An empty id: the publisher could not read the event at all (frames, size, version, schema).
+    return (id === "" || isEventId(id)) && isRejectReason(reason)
+      ? ok({ type: "nack", id, reason })
+      : fail("schema");
   }
   return fail("frames");
 }

@@ -214,6 +214,12 @@ test("submit replies: ack and nack round-trip; anything else is refused", (t) =>
   });
   t.deepEqual(decodeSubmitReply([b("f2bz/1/ack"), b(ID), b("never-ban")]), { ok: false, reason: "frames" });
   t.deepEqual(decodeSubmitReply([b("f2bz/1/ack")]), { ok: false, reason: "frames" });
+  // A refusal of a message the publisher could not read carries no id; an ack always does.
+  t.deepEqual(decodeSubmitReply(encodeNack("", "version")), {
+    ok: true,
+    message: { type: "nack", id: "", reason: "version" },
+  });
+  t.deepEqual(decodeSubmitReply([b("f2bz/1/ack"), b("")]), { ok: false, reason: "schema" });
   t.deepEqual(decodeSubmitReply([b("f2bz/1/ack"), Buffer.alloc(1000)]), { ok: false, reason: "size" });
   t.deepEqual(decodeSubmitReply([]), { ok: false, reason: "frames" });
 });

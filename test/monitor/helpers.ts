@@ -1,0 +1,233 @@
+import { appendFile } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import type { ExecutionContext } from "ava";
+import { pino } from "pino";
+import type * as zmq from "zeromq";
+import type { Logger } from "../../src/logging.js";
+import { type MonitorSettings, type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
+import type { BanEvent } from "../../src/protocol/event.js";
+import { decodeFeed, TOPIC_UPDATE } from "../../src/protocol/feed.js";
+import { verifyEvent } from "../../src/protocol/signature.js";
+import { type PublisherSettings, type RunningPublisher, startPublisher } from "../../src/publisher/daemon.js";
+import { createClientSocket } from "../../src/transport/sockets.js";
+import { waitFor } from "../harness/wait.js";
+import { ANY_PORT, type TestCluster, type TestNode, testCluster } from "../helpers/cluster.js";
+
+/** Generous: two shared cores and other suites running; every wait ends as soon as its condition holds. */
+export const DEADLINE_MS = 20_000;
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  /** Event id, on "event queued" and delivery lines. */
+  id?: string;
+  [field: string]: unknown;
+}
+
+/** A pino logger whose JSON lines are kept, parsed, for assertions on what an operator would read. */
+export function captureLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const logger = pino(
+    { level: "debug" },
+    { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) },
+  );
+  return { logger, lines };
+}
+
+export const count = (lines: LogLine[], msg: string) => lines.filter((l) => l.msg === msg).length;
+
+/** fail2ban 1.0.2's file format: `2026-11-29 00:43:01,986 fail2ban.actions        [18776]: NOTICE  [sshd] Ban 1.2.3.4`. */
+export function f2bLine(message: string, logger = "actions", level = "NOTICE", pid = 4242): string {
+  const d = new Date();
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  const stamp = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())},${p(d.getMilliseconds(), 3)}`;
+  return `${stamp} ${`fail2ban.${logger}`.padEnd(24)}[${pid}]: ${level.padEnd(7)} ${message}\n`;
+}
+
+export const banLine = (jail: string, ip: string) => f2bLine(`[${jail}] Ban ${ip}`);
+export const unbanLine = (jail: string, ip: string) => f2bLine(`[${jail}] Unban ${ip}`);
+
+/**
+ * A port nothing listens on right now, for a publisher that starts after the monitor. Below Linux's
+ * ephemeral range (32768+), so that the `tcp://127.0.0.1:*` binds of tests running meanwhile cannot
+ * take it before the publisher binds it.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+  }
+  throw new Error("no free port found between 20000 and 32000");
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * What subscribers receive: a subscriber with its own authorized key on the publisher's feed, every
+ * update verified. Ready once a heartbeat arrived (the subscription is then live).
+ */
+export class FeedWatcher {
+  readonly events: BanEvent[] = [];
+  private heartbeats = 0;
+  private readonly socket: zmq.Subscriber;
+  private readonly loop: Promise<void>;
+
+  constructor(endpoint: string, serverKey: Uint8Array, node: TestNode) {
+    const socket = createClientSocket("subscriber", {
+      identity: node.identity,
+      serverKey,
+      reconnectInterval: 100,
+      reconnectMaxInterval: 500,
+    });
+    socket.subscribe(TOPIC_UPDATE);
+    socket.connect(endpoint);
+    this.socket = socket;
+    this.loop = (async () => {
+      for await (const frames of socket) {
+        const message = decodeFeed(frames);
+        if (!message.ok) continue;
+        if (message.message.type === "heartbeat") this.heartbeats++;
+        if (message.message.type !== "update") continue;
+        const verified = await verifyEvent(message.message.payload, message.message.signature);
+        if (verified.ok) this.events.push(verified.event);
+      }
+    })();
+  }
+
+  ready(): Promise<unknown> {
+    return waitFor(() => (this.heartbeats > 0 ? true : undefined), {
+      timeoutMs: DEADLINE_MS,
+      what: "a heartbeat on the feed",
+    });
+  }
+
+  /** Resolves once `n` updates arrived; returns all of them. */
+  waitCount(n: number, ms = DEADLINE_MS): Promise<BanEvent[]> {
+    return waitFor(() => (this.events.length >= n ? [...this.events] : undefined), {
+      timeoutMs: ms,
+      what: `${n} updates on the feed (have ${this.describe().join(", ") || "none"})`,
+    });
+  }
+
+  /** Resolves once an update for `kind ip` arrived. */
+  waitEvent(kind: "ban" | "unban", ip: string, ms = DEADLINE_MS): Promise<BanEvent> {
+    return waitFor(() => this.events.find((e) => e.kind === kind && e.ip === ip), {
+      timeoutMs: ms,
+      what: `${kind} ${ip} on the feed (have ${this.describe().join(", ") || "none"})`,
+    });
+  }
+
+  /** `kind jail ip` of every update, in order. */
+  describe(): string[] {
+    return this.events.map((e) => `${e.kind} ${e.jail} ${e.ip}`);
+  }
+
+  async close(): Promise<void> {
+    this.socket.close();
+    await this.loop;
+  }
+}
+
+export interface MonitorLab {
+  cluster: TestCluster;
+  monitorNode: TestNode;
+  publisherNode: TestNode;
+  /** The fail2ban log the monitor reads (created empty). */
+  logFile: string;
+  /** The publisher's concrete submit endpoint (a free port, picked before anything starts). */
+  submit: string;
+  append(...lines: string[]): Promise<void>;
+  /**
+   * The real publisher on `submit` (or another node on another endpoint), with a subscriber watching
+   * its feed. Closed at teardown.
+   */
+  startPublisher(
+    events?: Record<string, unknown>,
+    other?: { node: TestNode; submit: string },
+  ): Promise<{
+    publisher: RunningPublisher;
+    feed: FeedWatcher;
+    logs: LogLine[];
+    close(): Promise<void>;
+  }>;
+  monitorConfig(monitor?: Record<string, unknown>, events?: Record<string, unknown>): MonitorSettings;
+  /** The monitor in-process with `monitorConfig(...)`. Closed at teardown. */
+  startMonitor(
+    monitor?: Record<string, unknown>,
+    events?: Record<string, unknown>,
+  ): Promise<{ monitor: RunningMonitor; logs: LogLine[] }>;
+}
+
+/**
+ * One monitor node and one publisher, keys made fresh and the monitor authorized, as an operator
+ * would set them up; the monitor tails a plain file (or a real fail2ban's log with `logFile`).
+ */
+export async function monitorLab(
+  t: ExecutionContext,
+  options: { logFile?: string; authorize?: boolean } = {},
+): Promise<MonitorLab> {
+  const cluster = await testCluster(t);
+  const monitorNode = await cluster.node("web1");
+  const publisherNode = await cluster.node("pub1");
+  const subscriberNode = await cluster.node("watcher");
+  if (options.authorize !== false) await cluster.authorize(monitorNode, "monitor");
+  await cluster.authorize(subscriberNode, "subscriber");
+  const logFile = options.logFile ?? path.join(cluster.dir, "fail2ban.log");
+  if (!options.logFile) await appendFile(logFile, "");
+  const submit = `tcp://127.0.0.1:${await freePort()}`;
+
+  const monitorConfig = (monitor: Record<string, unknown> = {}, events: Record<string, unknown> = {}) => {
+    const config = cluster.config(monitorNode, {
+      monitor: {
+        log: logFile,
+        pollInterval: "100ms",
+        ackTimeout: "1s",
+        publishers: [{ submit, key: publisherNode.publicKey }],
+        ...monitor,
+      },
+      events,
+    });
+    if (!config.monitor) throw new Error("no monitor section");
+    return config as MonitorSettings;
+  };
+
+  return {
+    cluster,
+    monitorNode,
+    publisherNode,
+    logFile,
+    submit,
+    append: (...lines) => appendFile(logFile, lines.join("")),
+    async startPublisher(events = {}, other = { node: publisherNode, submit }) {
+      const config = cluster.config(other.node, {
+        publisher: { submit: other.submit, feed: ANY_PORT, snapshot: ANY_PORT, keys: cluster.keysDir },
+        events,
+      });
+      const { logger, lines } = captureLogger();
+      const publisher = await startPublisher(config as PublisherSettings, logger);
+      const feed = new FeedWatcher(publisher.endpoints.feed, other.node.identity.curvePublic, subscriberNode);
+      let closing: Promise<void> | undefined;
+      const close = () => {
+        closing ??= feed.close().then(() => publisher.close());
+        return closing;
+      };
+      t.teardown(close);
+      await feed.ready();
+      return { publisher, feed, logs: lines, close };
+    },
+    monitorConfig,
+    async startMonitor(monitor = {}, events = {}) {
+      const { logger, lines } = captureLogger();
+      const running = await startMonitor(monitorConfig(monitor, events), logger);
+      t.teardown(() => running.close());
+      return { monitor: running, logs: lines };
+    },
+  };
+}
