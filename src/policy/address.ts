@@ -136,7 +136,9 @@ export function networkOf(input: string): string | undefined {
   const network =
     host.family === 4
       ? [24n, 16n, 8n, 0n].map((s) => String((bits >> s) & 0xffn)).join(".")
-      : Array.from({ length: 8 }, (_, i) => ((bits >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(":");
+      : Array.from({ length: 8 }, (_, i) => ((bits >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(
+          ":",
+        );
   const canonical = parseAddress(network);
   return canonical.ok ? `${canonical.ip}/${prefix}` : undefined;
 }
