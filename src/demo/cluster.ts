@@ -2,6 +2,7 @@ import { promises as fs } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { stringify } from "yaml";
+import { F2bzError } from "../errors.js";
 import { writeIdentity } from "../keys/files.js";
 import { generateIdentity } from "../keys/identity.js";
 import { ensureLayout, roleDir } from "../keys/store.js";
@@ -21,18 +22,21 @@ export interface DemoCluster {
   nodes: DemoNode[];
 }
 
-/** A free TCP port on 127.0.0.1 (the demo never listens anywhere else). */
+/**
+ * A free TCP port on 127.0.0.1 (the demo never listens anywhere else), from 20000–31999: below the
+ * kernel's ephemeral range, so an outgoing connection cannot take it before the publisher binds it.
+ */
 async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
+  for (let tries = 0; tries < 200; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
+  throw new F2bzError("DEMO_FAILED", "no free port on 127.0.0.1 between 20000 and 31999");
 }
 
 /**

@@ -1,7 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
 import http from "node:http";
-import net from "node:net";
 import { fileURLToPath } from "node:url";
 import type { ExecutionContext } from "ava";
 import { waitFor } from "../harness/wait.js";
@@ -9,17 +7,7 @@ import { CLI, ensureBuilt } from "../helpers/cli.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
-/**
- * `count` distinct loopback ports that were free a moment ago, for configs (which refuse port 0).
- * Another process could take one in between; the daemon then fails to start, saying so.
- */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => net.createServer().listen(0, "127.0.0.1"));
-  await Promise.all(servers.map((s) => once(s, "listening")));
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
-}
+export { freePorts } from "../helpers/ports.js";
 
 export interface Response {
   status: number;

@@ -1,5 +1,4 @@
 import { appendFile } from "node:fs/promises";
-import net from "node:net";
 import path from "node:path";
 import type { ExecutionContext } from "ava";
 import { pino } from "pino";
@@ -13,6 +12,7 @@ import { type PublisherSettings, type RunningPublisher, startPublisher } from ".
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { waitFor } from "../harness/wait.js";
 import { ANY_PORT, type TestCluster, type TestNode, testCluster } from "../helpers/cluster.js";
+import { freePort } from "../helpers/ports.js";
 
 /** Generous: two shared cores and other suites running; every wait ends as soon as its condition holds. */
 export const DEADLINE_MS = 20_000;
@@ -53,21 +53,8 @@ export const unbanLine = (jail: string, ip: string) => f2bLine(`[${jail}] Unban 
  * ephemeral range (32768+), so that the `tcp://127.0.0.1:*` binds of tests running meanwhile cannot
  * take it before the publisher binds it.
  */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    if (await canListen(port)) return port;
-  }
-  throw new Error("no free port found between 20000 and 32000");
-}
 
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
+export { freePort };
 
 /**
  * What subscribers receive: a subscriber with its own authorized key on the publisher's feed, every

@@ -1,4 +1,3 @@
-import net from "node:net";
 import type { ExecutionContext } from "ava";
 import { pino } from "pino";
 import type { SecretIdentity } from "../../src/keys/identity.js";
@@ -170,14 +169,4 @@ export async function submit(
   }
 }
 
-/** A loopback port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../helpers/ports.js";
