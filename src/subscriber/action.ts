@@ -17,56 +17,28 @@ export interface Action {
   close(): Promise<void>;
 }
 
-/** One structured log line per event; the `log` action, and what `dryRun` prints instead of acting. */
+/**
+ * One structured log line per event: the `log` action, and what `dryRun: true` prints instead of
+ * acting (message `dry-run: would <type>`, which the demo reads, with `describe` telling what the
+ * configured action would have run or asked); it never runs or asks anything.
+ */
 export class LogAction implements Action {
   constructor(
     private readonly logger: Logger,
     private readonly message: string,
+    private readonly describe: (request: ActionRequest) => Record<string, unknown> = () => ({}),
   ) {}
 
   async apply(requests: readonly ActionRequest[]): Promise<void> {
     for (const r of requests) {
-      this.logger.info(
-        {
-          kind: r.kind,
-          jail: r.jail,
-          ip: r.ip,
-          origin: r.origin,
-          expires: new Date(r.expires).toISOString(),
-        },
-        this.message,
-      );
-    }
-  }
-
-  async close(): Promise<void> {}
-}
-
-/**
- * `dryRun: true`: one log line per event saying what the configured action would have done (the
- * command line, the helper request), and nothing else; it never runs or asks anything.
- */
-export class DryRunAction implements Action {
-  constructor(
-    private readonly logger: Logger,
-    /** The log message, `dry-run: would <type>` (the demo reads it). */
-    private readonly message: string,
-    private readonly describe: (request: ActionRequest) => Record<string, unknown>,
-  ) {}
-
-  async apply(requests: readonly ActionRequest[]): Promise<void> {
-    for (const r of requests) {
-      this.logger.info(
-        {
-          kind: r.kind,
-          jail: r.jail,
-          ip: r.ip,
-          origin: r.origin,
-          expires: new Date(r.expires).toISOString(),
-          ...this.describe(r),
-        },
-        this.message,
-      );
+      const fields = {
+        kind: r.kind,
+        jail: r.jail,
+        ip: r.ip,
+        origin: r.origin,
+        expires: new Date(r.expires).toISOString(),
+      };
+      this.logger.info({ ...fields, ...this.describe(r) }, this.message);
     }
   }
 

@@ -12,7 +12,7 @@ import { parseNetwork } from "../policy/address.js";
 import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
 import { ReplayGuard } from "../protocol/replay.js";
 import { assertCurve } from "../transport/sockets.js";
-import { type Action, type ActionRequest, DryRunAction, LogAction } from "./action.js";
+import { type Action, type ActionRequest, LogAction } from "./action.js";
 import { Checklist, type DropReason, jailMapper, type Source } from "./checklist.js";
 import { checkTemplate, ExecAction, expandTemplate } from "./exec-action.js";
 import { Fail2banAction } from "./fail2ban-action.js";
@@ -283,18 +283,18 @@ function createAction(settings: SubscriberConfig, logger: Logger, counters: Coun
     if (a.type === "exec") {
       const command = a.command!;
       checkTemplate(command);
-      return new DryRunAction(dry, message, (r) => ({ would: expandTemplate(command, r) }));
+      return new LogAction(dry, message, (r) => ({ would: expandTemplate(command, r) }));
     }
-    if (a.type === "log") return new DryRunAction(dry, message, () => ({}));
+    if (a.type === "log") return new LogAction(dry, message, () => ({}));
     const verb = (r: ActionRequest) => (r.kind === "ban" ? "banip" : "unbanip");
     if (a.helper) {
       const helper = a.helper;
-      return new DryRunAction(dry, message, (r) => ({
+      return new LogAction(dry, message, (r) => ({
         helper,
         would: formatRequest(r.kind === "ban" ? "BAN" : "UNBAN", r.jail, [r.ip]).trimEnd(),
       }));
     }
-    return new DryRunAction(dry, message, (r) => ({ would: [a.client, "set", r.jail, verb(r), r.ip] }));
+    return new LogAction(dry, message, (r) => ({ would: [a.client, "set", r.jail, verb(r), r.ip] }));
   }
   if (a.type === "log") return new LogAction(log, "cluster event");
   if (a.type === "exec") return new ExecAction(a.command!, { timeoutMs: a.timeout }, log, counters);

@@ -1,9 +1,7 @@
 import { appendFile } from "node:fs/promises";
 import path from "node:path";
 import type { ExecutionContext } from "ava";
-import { pino } from "pino";
 import type * as zmq from "zeromq";
-import type { Logger } from "../../src/logging.js";
 import { type MonitorSettings, type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
 import type { BanEvent } from "../../src/protocol/event.js";
 import { decodeFeed, TOPIC_UPDATE } from "../../src/protocol/feed.js";
@@ -12,28 +10,10 @@ import { type PublisherSettings, type RunningPublisher, startPublisher } from ".
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { waitFor } from "../harness/wait.js";
 import { ANY_PORT, type TestCluster, type TestNode, testCluster } from "../helpers/cluster.js";
+import { captureLogger, DEADLINE_MS, type LogLine } from "../helpers/logs.js";
 import { freePort } from "../helpers/ports.js";
 
-/** Generous: two shared cores and other suites running; every wait ends as soon as its condition holds. */
-export const DEADLINE_MS = 20_000;
-
-export interface LogLine {
-  level: number;
-  msg: string;
-  /** Event id, on "event queued" and delivery lines. */
-  id?: string;
-  [field: string]: unknown;
-}
-
-/** A pino logger whose JSON lines are kept, parsed, for assertions on what an operator would read. */
-export function captureLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino(
-    { level: "debug" },
-    { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) },
-  );
-  return { logger, lines };
-}
+export { captureLogger, DEADLINE_MS, type LogLine };
 
 export const count = (lines: LogLine[], msg: string) => lines.filter((l) => l.msg === msg).length;
 

@@ -1,5 +1,4 @@
 import type { ExecutionContext } from "ava";
-import { pino } from "pino";
 import type { SecretIdentity } from "../../src/keys/identity.js";
 import type { Logger } from "../../src/logging.js";
 import { type MonitorSettings, type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
@@ -15,25 +14,9 @@ import {
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { waitFor } from "../harness/wait.js";
 import { ANY_PORT, type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
+import { captureLogger, DEADLINE_MS, type LogLine } from "../helpers/logs.js";
 
-/** Generous: two shared cores and other suites running; every wait ends as soon as its condition holds. */
-export const DEADLINE_MS = 20_000;
-
-export interface LogLine {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
-
-/** A pino logger whose JSON lines are kept, parsed, for assertions on what an operator would read. */
-export function captureLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = pino(
-    { level: "debug" },
-    { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) },
-  );
-  return { logger, lines };
-}
+export { captureLogger, DEADLINE_MS, type LogLine };
 
 export function waitLine(
   lines: readonly LogLine[],
