@@ -78,7 +78,37 @@ async function readKeyFile(file: string, secret: boolean): Promise<string> {
 }
 
 export async function loadSecretIdentity(file: string): Promise<SecretIdentity> {
+  await checkKeyDirectory(file);
   return parseSecretCertificate(file, await readKeyFile(file, true));
+}
+
+/**
+ * As OpenSSH's StrictModes: whoever may write the directory holding a secret key can replace the
+ * key (or the file with a link to their own), so it must belong to us or root and be writable by
+ * nobody else.
+ */
+async function checkKeyDirectory(file: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  let stat: Awaited<ReturnType<typeof fs.stat>>;
+  try {
+    stat = await fs.stat(dir);
+  } catch {
+    return; // Reported on the file itself: it does not exist either.
+  }
+  const uid = process.geteuid?.() ?? 0;
+  if (stat.uid !== uid && stat.uid !== 0) {
+    throw new F2bzError(
+      "KEY_PERMISSIONS",
+      `key directory ${quote(dir)} is owned by uid ${stat.uid}, expected uid ${uid} or root`,
+    );
+  }
+  const mode = stat.mode & 0o7777;
+  if ((mode & 0o022) !== 0) {
+    throw new F2bzError(
+      "KEY_PERMISSIONS",
+      `key directory ${quote(dir)} has mode ${mode.toString(8).padStart(4, "0")}, expected no write permission for group or others`,
+    );
+  }
 }
 
 export async function loadPublicIdentity(file: string): Promise<PublicIdentity> {

@@ -107,6 +107,24 @@ export function formatSecretCertificate(id: SecretIdentity): string {
   ]);
 }
 
+/**
+ * The CURVE public keys published in libzmq's documentation and tests: their secrets are public,
+ * so a certificate holding one authenticates nobody.
+ */
+const PUBLISHED_TEST_KEYS = new Set([
+  "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",
+  "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+]);
+
+function refusePublishedKey(file: string, curvePublic: Uint8Array): void {
+  if (PUBLISHED_TEST_KEYS.has(z85Encode(curvePublic))) {
+    throw invalid(
+      file,
+      "holds a curve key published in libzmq's documentation, expected a key made by f2bz keygen",
+    );
+  }
+}
+
 function invalid(file: string, what: string): F2bzError {
   return new F2bzError("KEY_INVALID", `key file ${quote(file)} ${what}`);
 }
@@ -147,6 +165,7 @@ export function parsePublicCertificate(file: string, text: string): PublicIdenti
   }
   const curvePublic = key(file, entries, "curve/public-key");
   if (!curvePublic) throw invalid(file, "has no 'curve/public-key'");
+  refusePublishedKey(file, curvePublic);
   const signPublic = key(file, entries, "sign/verify-key");
   const identity: PublicIdentity = {
     name: displayName(file, entries),
@@ -166,6 +185,7 @@ export async function parseSecretCertificate(file: string, text: string): Promis
   const seed = key(file, entries, "sign/signing-key");
   if (!curvePublic || !curveSecret) throw invalid(file, "has no 'curve/public-key' and 'curve/secret-key'");
   if (!signPublic || !seed) throw invalid(file, "has no 'sign/verify-key' and 'sign/signing-key'");
+  refusePublishedKey(file, curvePublic);
   const na = await sodium();
   if (!na.memcmp(na.crypto_scalarmult_base(curveSecret), curvePublic)) {
     throw invalid(file, "has a curve public key that does not match its secret key");

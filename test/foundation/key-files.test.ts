@@ -174,7 +174,8 @@ test("a public or authorized key file that holds a secret is refused", async (t)
 test("a CZMQ/pyzmq certificate without a sign section is accepted as a public key", async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, "czmq.key");
-  // As pyzmq's create_certificates and CZMQ's zcert_save_public write it (libzmq's test client key).
+  // As pyzmq's create_certificates and CZMQ's zcert_save_public write it.
+  const curve = z85Encode((await generateIdentity("czmq")).curvePublic);
   await writeFile(
     file,
     [
@@ -187,12 +188,12 @@ test("a CZMQ/pyzmq certificate without a sign section is accepted as a public ke
       "metadata",
       '    name = "czmq-client"',
       "curve",
-      '    public-key = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"',
+      `    public-key = "${curve}"`,
       "",
     ].join("\n"),
   );
   const identity = await loadPublicIdentity(file);
-  t.deepEqual(identity.curvePublic, z85Decode("Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"));
+  t.deepEqual(identity.curvePublic, z85Decode(curve));
   t.is(identity.signPublic, undefined);
   t.is(identity.name, "czmq-client");
   t.is(identity.nodeId, nodeIdOf(identity.curvePublic));
@@ -213,4 +214,48 @@ test("public key files need no particular mode or owner", async (t) => {
   const { publicFile } = await newIdentity(dir);
   await chmod(publicFile, 0o644);
   await t.notThrowsAsync(loadPublicIdentity(publicFile));
+});
+
+test("a certificate holding a curve key published in libzmq's documentation is refused", async (t) => {
+  const dir = await tempDir(t);
+  for (const published of [
+    "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",
+    "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+  ]) {
+    const file = path.join(dir, "published.key");
+    await writeFile(file, `metadata\n    name = "test"\ncurve\n    public-key = "${published}"\n`);
+    const error = await t.throwsAsync(loadPublicIdentity(file), { instanceOf: F2bzError });
+    t.is(error?.code, "KEY_INVALID");
+    t.is(
+      error?.message,
+      `key file '${file}' holds a curve key published in libzmq's documentation, expected a key made by f2bz keygen`,
+    );
+  }
+});
+
+test("a secret key in a directory others may write is refused, as ssh's StrictModes does", async (t) => {
+  const dir = await tempDir(t);
+  const keys = path.join(dir, "keys");
+  const { secretFile } = await newIdentity(keys);
+  for (const mode of [0o775, 0o757, 0o1777]) {
+    await chmod(keys, mode);
+    const error = await t.throwsAsync(loadSecretIdentity(secretFile), { instanceOf: F2bzError });
+    t.is(error?.code, "KEY_PERMISSIONS");
+    t.is(
+      error?.message,
+      `key directory '${keys}' has mode ${mode.toString(8).padStart(4, "0")}, expected no write permission for group or others`,
+    );
+  }
+  await chmod(keys, 0o755);
+  await t.notThrowsAsync(loadSecretIdentity(secretFile));
+});
+
+(isRoot ? test : test.skip)("a secret key in a directory owned by another user is refused", async (t) => {
+  const dir = await tempDir(t);
+  const keys = path.join(dir, "keys");
+  const { secretFile } = await newIdentity(keys);
+  await chown(keys, 65534, 65534);
+  const error = await t.throwsAsync(loadSecretIdentity(secretFile), { instanceOf: F2bzError });
+  t.is(error?.code, "KEY_PERMISSIONS");
+  t.is(error?.message, `key directory '${keys}' is owned by uid 65534, expected uid 0 or root`);
 });

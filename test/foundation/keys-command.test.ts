@@ -2,7 +2,7 @@ import { lstat, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { loadPublicIdentity } from "../../src/keys/files.js";
-import { fingerprint } from "../../src/keys/identity.js";
+import { fingerprint, generateIdentity } from "../../src/keys/identity.js";
 import { pendingId } from "../../src/keys/store.js";
 import { z85Decode, z85Encode } from "../../src/keys/z85.js";
 import { type CliResult, runCli } from "../helpers/cli.js";
@@ -86,10 +86,8 @@ test("keys add refuses a secret key file and writes nothing", async (t) => {
 test("keys add accepts a CURVE-only certificate as a subscriber, not as a monitor", async (t) => {
   const { dir, keysCli } = await setup(t, []);
   const file = path.join(dir, "czmq.key");
-  await writeFile(
-    file,
-    'metadata\n    name = "czmq"\ncurve\n    public-key = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"\n',
-  );
+  const curve = z85Encode((await generateIdentity("czmq")).curvePublic);
+  await writeFile(file, `metadata\n    name = "czmq"\ncurve\n    public-key = "${curve}"\n`);
   const monitor = await keysCli("add", "monitor", file);
   t.is(monitor.code, 65);
   oneLine(t, monitor);
