@@ -1,6 +1,6 @@
 import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
 import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
-import { loadKeySet } from "../keys/store.js";
+import { loadEntries, loadKeySet } from "../keys/store.js";
 import { type Command, configOption, configPath } from "./command.js";
 
 export const checkConfig: Command = {
@@ -28,6 +28,7 @@ export const checkConfig: Command = {
     }
     if (config.subscriber) {
       for (const p of config.subscriber.publishers) await loadPublicIdentity(p.key);
+      if (config.subscriber.origins) await loadEntries(config.subscriber.origins);
       sections.push(
         `subscriber (${config.subscriber.publishers.length} publishers, action ${config.subscriber.action.type})`,
       );

@@ -116,3 +116,18 @@ test("check-config refuses an authorized key file that holds a secret", async (t
   oneLine(t, r);
   t.regex(r.stderr, /authorized\/monitors\/web1\.key' contains a secret key/);
 });
+
+test("check-config loads the monitor keys named by subscriber.origins, refusing a secret among them", async (t) => {
+  const { dir, keys, config } = await setup(t);
+  const origins = path.join(dir, "origins");
+  await mkdir(origins);
+  await copyFile(path.join(keys, "web1.key"), path.join(origins, "web1.key"));
+  const text = (await import("node:fs/promises")).readFile(config, "utf8");
+  await writeFile(config, (await text).replace(/^subscriber:\n/m, "subscriber:\n  origins: origins\n"));
+  t.is((await runCli(["check-config", "--config", config])).code, 0);
+  await copyFile(path.join(keys, "pub1.key_secret"), path.join(origins, "pub1.key"));
+  const r = await runCli(["check-config", "--config", config]);
+  t.is(r.code, 65);
+  oneLine(t, r);
+  t.regex(r.stderr, /origins\/pub1\.key' contains a secret key, expected a public certificate\n$/);
+});
