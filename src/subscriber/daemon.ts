@@ -81,7 +81,9 @@ export async function startSubscriber(
   ];
   const host = hostAddresses();
   const action = createAction(settings, logger, counters);
-  const store = new SubscriberStore(config.node.stateDir);
+  const store = new SubscriberStore(config.node.stateDir, {
+    ledger: !settings.action.dryRun && settings.action.type !== "log",
+  });
   let local: LocalFail2ban;
   try {
     local = await localFail2ban(settings, log);

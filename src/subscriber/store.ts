@@ -36,7 +36,14 @@ export interface AppliedBan {
 export class SubscriberStore {
   readonly db: Db;
 
-  constructor(stateDir: string) {
+  /**
+   * `ledger: false` when nothing the subscriber does reaches the local fail2ban (dry run, the log
+   * action): a `Ban` line there is then fail2ban's own and must be published.
+   */
+  constructor(
+    stateDir: string,
+    private readonly options: { ledger: boolean } = { ledger: true },
+  ) {
     this.db = openDatabase(path.join(stateDir, SUBSCRIBER_STATE_FILE), MIGRATIONS);
   }
 
@@ -69,7 +76,7 @@ export class SubscriberStore {
           "INSERT INTO applied (jail, ip, id, origin, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT (jail, ip) DO UPDATE SET id = excluded.id, origin = excluded.origin, expires = max(expires, excluded.expires) RETURNING expires",
         )
         .get(ban.jail, ban.ip, ban.id, ban.origin, ban.expires) as { expires: number };
-      recordApplied(this.db, "ban", ban.jail, ban.ip, expires);
+      if (this.options.ledger) recordApplied(this.db, "ban", ban.jail, ban.ip, expires);
     })();
   }
 
@@ -90,7 +97,7 @@ export class SubscriberStore {
               .prepare("DELETE FROM applied WHERE jail = ? AND ip = ? AND origin = ?")
               .run(jail, ip, origin)
         ).changes === 1;
-      if (held) recordApplied(this.db, "unban", jail, ip, now);
+      if (held && this.options.ledger) recordApplied(this.db, "unban", jail, ip, now);
       return held;
     })();
   }

@@ -91,3 +91,14 @@ test("seen ids, held bans and publisher sequences survive a restart", async (t) 
   t.is(again.publisherSeq("tcp://192.0.2.100:5680"), 42);
   t.is(again.publisherSeq("tcp://192.0.2.100:5681"), undefined);
 });
+
+test("without a ledger (dry run, log action) applied bans are held but never claimed as echoes", async (t) => {
+  const dir = await tempDir(t, "f2bz-substore-");
+  const store = new SubscriberStore(dir, { ledger: false });
+  t.teardown(() => store.close());
+  store.recordBan({ jail: "f2bz", ip: "192.0.2.7", id: `${ORIGIN}:9`, origin: ORIGIN, expires: T + 60_000 });
+  t.true(store.isApplied("f2bz", "192.0.2.7"));
+  t.false(wasAppliedByCluster(store.db, "ban", "f2bz", "192.0.2.7", T));
+  t.true(store.recordUnban("f2bz", "192.0.2.7", T + 1000, ORIGIN));
+  t.false(wasAppliedByCluster(store.db, "unban", "f2bz", "192.0.2.7", T + 1000));
+});
