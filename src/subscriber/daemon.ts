@@ -223,8 +223,23 @@ export async function startSubscriber(
         counters,
       }),
   );
-  // Bans that expired while we were down are lifted first.
+  // Bans that expired while we were down are lifted first; the others are applied again: fail2ban
+  // forgets bans older than its dbpurgeage (1 day by default) when it restarts, and `banip` of a
+  // ban it still holds changes nothing (its log says `already banned`, never a new `Ban`).
   await expireNow();
+  const held = store.applied();
+  if (held.length > 0 && settings.action.type === "fail2ban" && !settings.action.dryRun) {
+    log.info({ count: held.length }, "re-applying held cluster bans");
+    await action.apply(
+      held.map((b) => ({
+        kind: "ban" as const,
+        jail: b.jail,
+        ip: b.ip,
+        origin: b.origin,
+        expires: b.expires,
+      })),
+    );
+  }
   for (const r of receivers) r.start();
 
   const housekeeping = setInterval(() => {

@@ -132,6 +132,27 @@ test.serial("the expiry the event carries unbans on B, also across a subscriber 
   t.deepEqual(await h.labA.banned("sshd-test"), ["192.0.2.91"], "A's own ban runs on its own bantime");
 });
 
+test.serial(
+  "a held ban that B's fail2ban forgot (restart past dbpurgeage) is applied again at start",
+  async (t) => {
+    t.timeout(60_000);
+    const h = await twoHosts(t);
+    const sections = h.subscriber({ jail: "f2bz" });
+    const first = await startTestSubscriber(t, h.cluster, h.b, sections);
+    await waitCounter(first.counters, "snapshot.loaded");
+    await h.labA.fail("198.51.100.93", "sshd-test");
+    await h.labB.waitBanned("f2bz", "198.51.100.93", DEADLINE_MS);
+    await first.close();
+    // As fail2ban does with bans older than dbpurgeage when it restarts: the ban is simply gone.
+    t.is((await h.labB.client(["set", "f2bz", "unbanip", "198.51.100.93"])).code, 0);
+    t.deepEqual(await h.labB.banned("f2bz"), []);
+
+    const second = await startTestSubscriber(t, h.cluster, h.b, sections);
+    await h.labB.waitBanned("f2bz", "198.51.100.93", DEADLINE_MS);
+    t.is(second.store.applied().length, 1);
+  },
+);
+
 test.serial("a subscriber started after the ban gets it from the snapshot", async (t) => {
   t.timeout(60_000);
   const h = await twoHosts(t);
