@@ -1,4 +1,5 @@
 import type * as zmq from "zeromq";
+import { fingerprint } from "../keys/identity.js";
 import type { Counters, Logger } from "../logging.js";
 import { RateLimitedLog } from "../logging.js";
 import { decodeSubmitReply } from "../protocol/feed.js";
@@ -43,6 +44,8 @@ export class PublisherLink {
   /** Ends a back-off: close only. */
   private wakeSleep: (() => void) | undefined;
   private backoffMs: number;
+  /** Handshakes the publisher broke off in a row, over socket resets: a pinned key that is wrong. */
+  private brokenHandshakes = 0;
   /** The entry last signed again because this publisher called it stale. */
   private resignedAfterStale: string | undefined;
   private readonly log: Logger;
@@ -184,7 +187,35 @@ export class PublisherLink {
     socket.sendTimeout = this.o.ackTimeoutMs;
     socket.connect(this.o.endpoint);
     this.socket = socket;
+    void this.watch(socket);
     return socket;
+  }
+
+  /**
+   * Says why a publisher does not answer, which the lazy-pirate timeout alone cannot: our key
+   * refused by its ZAP handler, or its key not the one pinned. Ends when the socket closes.
+   */
+  private async watch(socket: zmq.Request): Promise<void> {
+    try {
+      for await (const event of socket.events) {
+        if (event.type === "handshake") {
+          this.brokenHandshakes = 0;
+          this.log.info("connected to publisher");
+        } else if (event.type === "handshake:error:auth") {
+          this.o.counters.inc("delivery.refused");
+          this.problem(
+            "publisher refused our key: add this node's public .key to the publisher's keys/authorized/monitors",
+            { status: event.error.status },
+          );
+        } else if (event.type === "handshake:error:other" && ++this.brokenHandshakes % 3 === 0) {
+          this.problem("publisher key does not match: check monitor.publishers[].key", {
+            pinned: fingerprint(this.o.serverKey),
+          });
+        }
+      }
+    } catch {
+      // The socket closed under the loop: nothing to watch any more.
+    }
   }
 
   private reset(): void {

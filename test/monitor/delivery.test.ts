@@ -468,3 +468,31 @@ test("a queued ban whose expiry passed while no publisher answered is dropped, n
   await feed.waitEvent("ban", "198.51.100.2");
   t.deepEqual(feed.describe(), ["ban sshd 198.51.100.2"]);
 });
+
+test("a publisher that refuses the monitor's key is named in the log, and a pinned key that does not match too", async (t) => {
+  t.timeout(30_000);
+  const lab = await monitorLab(t, { authorize: false });
+  await lab.startPublisher();
+  const { monitor, logs } = await lab.startMonitor();
+  await lab.append(banLine("sshd", "198.51.100.61"));
+  const refused = await until(
+    () => logs.find((l) => l.msg.startsWith("publisher refused our key")),
+    "the refusal explained",
+  );
+  t.regex(refused.msg, /keys\/authorized\/monitors$/);
+  t.true(monitor.counters.get("delivery.refused") >= 1);
+  t.is(monitor.outbox.size(), 1, "the event waits for the key to be authorized");
+
+  // Another monitor that pinned the wrong publisher key (its own) never gets a handshake.
+  const wrong = await monitorLab(t);
+  await wrong.startPublisher();
+  const other = await wrong.startMonitor({
+    publishers: [{ submit: wrong.submit, key: wrong.monitorNode.publicKey }],
+  });
+  await wrong.append(banLine("sshd", "198.51.100.62"));
+  await until(
+    () => other.logs.find((l) => l.msg === "publisher key does not match: check monitor.publishers[].key"),
+    "the mismatch explained",
+  );
+  t.is(other.monitor.outbox.size(), 1);
+});
