@@ -3,19 +3,17 @@ import path from "node:path";
 import type { Config, MonitorConfig } from "../config/schema.js";
 import { F2bzError, quote } from "../errors.js";
 import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
-import type { SecretIdentity } from "../keys/identity.js";
 import { Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
 import { parseAddress } from "../policy/address.js";
 import { isValidJail } from "../policy/jail.js";
-import { parseVerifiedPayload } from "../protocol/event.js";
-import { signEvent } from "../protocol/signature.js";
-import { type Db, openReadOnly } from "../state/database.js";
-import { SUBSCRIBER_STATE_FILE, wasAppliedByCluster } from "../state/ledger.js";
+import { SUBSCRIBER_STATE_FILE } from "../state/ledger.js";
 import { assertCurve } from "../transport/sockets.js";
 import { PublisherLink } from "./delivery.js";
+import { EventFactory, type SignedEntry } from "./event-factory.js";
 import { type InterpreterState, LogInterpreter, type MonitorEvent } from "./interpret.js";
 import { JournalTailer } from "./journald.js";
-import { Outbox, type OutboxEntry, type Position } from "./outbox.js";
+import { LedgerReader } from "./ledger-reader.js";
+import { Outbox, type Position } from "./outbox.js";
 import type { LogRecord } from "./parse-line.js";
 import { parseLogLine } from "./parse-line.js";
 import { LogTailer } from "./tailer.js";
@@ -84,7 +82,7 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
     { ignoreJails: settings.ignoreJails, counters },
     outbox.interpreterState(source) as InterpreterState | undefined,
   );
-  const ledger = new Ledger(path.join(config.node.stateDir, SUBSCRIBER_STATE_FILE));
+  const ledger = new LedgerReader(path.join(config.node.stateDir, SUBSCRIBER_STATE_FILE));
   const events = new EventFactory(identity, settings, config.events.allowCidr, outbox);
 
   let closed = false;
@@ -355,100 +353,4 @@ function filePosition(position: Position | undefined): { inode: number; offset: 
 
 function journalCursor(position: Position | undefined): { cursor?: string } {
   return position && "cursor" in position ? { cursor: position.cursor } : {};
-}
-
-/** The subscriber's ledger on this host, opened read-only once the subscriber has created it. */
-class Ledger {
-  private db: Db | undefined;
-
-  constructor(private readonly file: string) {}
-
-  applied(kind: "ban" | "unban", jail: string, ip: string, now: number): boolean {
-    this.db ??= openReadOnly(this.file);
-    if (!this.db) return false;
-    try {
-      return wasAppliedByCluster(this.db, kind, jail, ip, now);
-    } catch {
-      // The subscriber's file exists but has no ledger yet (being created): nothing applied.
-      this.db.close();
-      this.db = undefined;
-      return false;
-    }
-  }
-
-  close(): void {
-    this.db?.close();
-  }
-}
-
-type SignedEntry = OutboxEntry & { kind: "ban" | "unban"; jail: string; ip: string };
-
-/** Signs the monitor's events: per-origin sequence, the configured ban time per jail. */
-class EventFactory {
-  constructor(
-    private readonly identity: SecretIdentity,
-    private readonly settings: MonitorConfig,
-    private readonly allowCidr: boolean,
-    private readonly outbox: Outbox,
-  ) {}
-
-  async sign(event: MonitorEvent, ip: string): Promise<SignedEntry> {
-    const time = Date.now();
-    // Own keys only: a jail named `constructor` must not find Object.prototype's.
-    const banTimes = this.settings.banTimes;
-    const banTime = Object.hasOwn(banTimes, event.jail) ? banTimes[event.jail]! : this.settings.banTime;
-    const expires = event.kind === "ban" ? time + banTime : time;
-    return this.entry(event.kind, event.jail, ip, time, expires, this.outbox.takeSeq());
-  }
-
-  /**
-   * An entry older than the publishers' window is signed again with a new sequence number and the
-   * current time (same ban, same expiry); a ban whose expiry passed meanwhile is dropped. Undefined
-   * when dropped, or when the entry is gone already (another publisher's link replaced it first).
-   */
-  async refresh(old: OutboxEntry): Promise<OutboxEntry | undefined> {
-    if (!this.outbox.has(old.id)) return undefined;
-    const parsed = parseVerifiedPayload(old.payload, { allowCidr: this.allowCidr });
-    const now = Date.now();
-    if (!parsed.ok || (parsed.event.kind === "ban" && parsed.event.expires <= now)) {
-      this.outbox.replace(old.id, undefined);
-      return undefined;
-    }
-    const e = parsed.event;
-    const fresh = await this.entry(
-      e.kind,
-      e.jail,
-      e.ip,
-      now,
-      e.kind === "ban" ? e.expires : now,
-      this.outbox.takeSeq(),
-    );
-    return this.outbox.replace(old.id, fresh) ? fresh : undefined;
-  }
-
-  private async entry(
-    kind: "ban" | "unban",
-    jail: string,
-    ip: string,
-    time: number,
-    expires: number,
-    seq: number,
-  ): Promise<SignedEntry> {
-    const signed = await signEvent(
-      this.identity,
-      { seq, kind, jail, ip, time, expires },
-      { allowCidr: this.allowCidr },
-    );
-    return {
-      id: signed.event.id,
-      seq,
-      time,
-      expires,
-      payload: signed.payload,
-      signature: signed.signature,
-      kind,
-      jail,
-      ip: signed.event.ip,
-    };
-  }
 }

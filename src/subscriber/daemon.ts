@@ -1,21 +1,14 @@
-import { lookup } from "node:dns/promises";
 import type { Config, SubscriberConfig } from "../config/schema.js";
-import { F2bzError, quote } from "../errors.js";
-import { Fail2banClient } from "../fail2ban/client.js";
-import type { BanExecutor } from "../fail2ban/executor.js";
-import { BanHelperClient } from "../fail2ban/helper-client.js";
-import { formatRequest } from "../fail2ban/helper-protocol.js";
 import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
 import { loadEntries } from "../keys/store.js";
 import { Counters, type Logger, RateLimitedLog } from "../logging.js";
-import { parseNetwork } from "../policy/address.js";
 import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
 import { ReplayGuard } from "../protocol/replay.js";
 import { assertCurve } from "../transport/sockets.js";
-import { type Action, type ActionRequest, LogAction } from "./action.js";
+import type { ActionRequest } from "./action.js";
 import { Checklist, type DropReason, jailMapper, type Source } from "./checklist.js";
-import { checkTemplate, ExecAction, expandTemplate } from "./exec-action.js";
-import { Fail2banAction } from "./fail2ban-action.js";
+import { createAction } from "./create-action.js";
+import { hostOf, type LocalFail2ban, localFail2ban, resolveEntries } from "./local-fail2ban.js";
 import { PublisherReceiver } from "./receiver.js";
 import { SubscriberStore } from "./store.js";
 
@@ -289,119 +282,4 @@ export async function startSubscriber(
       return closing;
     },
   };
-}
-
-function createAction(settings: SubscriberConfig, logger: Logger, counters: Counters): Action {
-  const a = settings.action;
-  const log = logger.child({ component: "action" });
-  if (a.dryRun) {
-    const dry = log.child({ dryRun: true });
-    const message = `dry-run: would ${a.type}`;
-    if (a.type === "exec") {
-      const command = a.command!;
-      checkTemplate(command);
-      return new LogAction(dry, message, (r) => ({ would: expandTemplate(command, r) }));
-    }
-    if (a.type === "log") return new LogAction(dry, message, () => ({}));
-    const verb = (r: ActionRequest) => (r.kind === "ban" ? "banip" : "unbanip");
-    if (a.helper) {
-      const helper = a.helper;
-      return new LogAction(dry, message, (r) => ({
-        helper,
-        would: formatRequest(r.kind === "ban" ? "BAN" : "UNBAN", r.jail, [r.ip]).trimEnd(),
-      }));
-    }
-    return new LogAction(dry, message, (r) => ({ would: [a.client, "set", r.jail, verb(r), r.ip] }));
-  }
-  if (a.type === "log") return new LogAction(log, "cluster event");
-  if (a.type === "exec") return new ExecAction(a.command!, { timeoutMs: a.timeout }, log, counters);
-  const executor: BanExecutor = a.helper
-    ? new BanHelperClient(a.helper, { timeoutMs: a.timeout + 5_000 })
-    : new Fail2banClient({ client: a.client, timeoutMs: a.timeout, batchSize: a.batchSize });
-  return new Fail2banAction(executor, a.batchSize, logger, counters);
-}
-
-interface LocalFail2ban {
-  /** Jails that exist locally; undefined when unknown (through the ban-helper, or a dry run). */
-  jails: Set<string> | undefined;
-  ignoreIp: string[];
-  refresh(): Promise<void>;
-}
-
-/**
- * What the subscriber learns from the local fail2ban: its jails and their ignoreip. Asked only by
- * a `fail2ban` action that runs fail2ban-client itself: a dry run never touches fail2ban, and
- * through the ban-helper the subscriber has no access to it (the helper has its own never-ban list).
- */
-async function localFail2ban(settings: SubscriberConfig, log: Logger): Promise<LocalFail2ban> {
-  const a = settings.action;
-  const state: LocalFail2ban = { jails: undefined, ignoreIp: [], refresh: async () => {} };
-  if (a.type !== "fail2ban" || a.dryRun || a.helper) return state;
-  const client = new Fail2banClient({ client: a.client, timeoutMs: a.timeout });
-  state.refresh = async () => {
-    const jails = new Set(await client.jails());
-    const targets =
-      a.jail === "same"
-        ? [...jails]
-        : [a.jail, a.fallbackJail].filter((j): j is string => j !== undefined && jails.has(j));
-    const entries = new Set<string>();
-    for (const jail of targets) for (const entry of await client.ignoreIp(jail)) entries.add(entry);
-    state.ignoreIp = await resolveEntries([...entries], "ignoreip entry", log);
-    state.jails = jails;
-  };
-  // Fail closed: without the jails' ignoreip, banip would ban addresses fail2ban is told to spare.
-  await state.refresh();
-  for (const jail of [a.jail === "same" ? undefined : a.jail, a.fallbackJail]) {
-    if (jail !== undefined && !state.jails?.has(jail)) {
-      log.warn({ jail, jails: [...(state.jails ?? [])] }, "configured jail does not exist in fail2ban (yet)");
-    }
-  }
-  return state;
-}
-
-/** The host of a tcp endpoint ("tcp://[2001:db8::1]:5680" → "2001:db8::1"); none for ipc or "*". */
-function hostOf(endpoint: string): string | undefined {
-  const host = /^tcp:\/\/(?:\[([^\]]+)\]|([^:]+)):[^:]+$/.exec(endpoint);
-  const name = host?.[1] ?? host?.[2];
-  return name === undefined || name === "*" ? undefined : name;
-}
-
-/**
- * Addresses and ranges (any prefix) as they are; host names resolved now (again at each refresh).
- * An entry that protects nothing must not look as if it did: with `strict` (configuration) a
- * malformed one is an error, otherwise (fail2ban's ignoreip, a name that does not resolve) it is
- * said in the log.
- */
-async function resolveEntries(
-  items: readonly string[],
-  what: string,
-  log: Logger,
-  strict = false,
-): Promise<string[]> {
-  const out: string[] = [];
-  for (const item of items) {
-    const network = parseNetwork(item, { allowCidr: true, minPrefix: { 4: 0, 6: 0 } });
-    if (network.ok) {
-      out.push(network.ip);
-      continue;
-    }
-    const name = /^(?=.*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(item);
-    if (!name && strict) {
-      throw new F2bzError("CONFIG_INVALID", `${what} ${quote(item)} is invalid (${network.reason})`);
-    }
-    if (name) {
-      try {
-        const found = await lookup(item, { all: true });
-        for (const r of found) {
-          const address = parseNetwork(r.address);
-          if (address.ok) out.push(address.ip);
-        }
-        if (found.length > 0) continue;
-      } catch {
-        // Reported below.
-      }
-    }
-    log.warn({ entry: item }, `${what} is neither an address, a range nor a resolvable name: not protected`);
-  }
-  return out;
 }
