@@ -55,22 +55,7 @@ async function readKeyFile(file: string, secret: boolean): Promise<string> {
         `key file ${quote(file)} is ${stat.size} bytes, expected at most ${MAX_KEY_FILE}`,
       );
     }
-    if (secret) {
-      const uid = process.geteuid?.() ?? 0;
-      if (stat.uid !== uid && stat.uid !== 0) {
-        throw new F2bzError(
-          "KEY_PERMISSIONS",
-          `key file ${quote(file)} is owned by uid ${stat.uid}, expected uid ${uid} or root`,
-        );
-      }
-      const mode = stat.mode & 0o777;
-      if ((mode & 0o077) !== 0) {
-        throw new F2bzError(
-          "KEY_PERMISSIONS",
-          `key file ${quote(file)} has mode ${mode.toString(8).padStart(4, "0")}, expected 0600`,
-        );
-      }
-    }
+    if (secret) checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o077, "expected 0600");
     return await handle.readFile("utf8");
   } finally {
     await handle.close();
@@ -95,18 +80,33 @@ async function checkKeyDirectory(file: string): Promise<void> {
   } catch {
     return; // Reported on the file itself: it does not exist either.
   }
+  checkOwnerAndMode(
+    `key directory ${quote(dir)}`,
+    stat,
+    0o022,
+    "expected no write permission for group or others",
+  );
+}
+
+/** Owned by the running user or root, with none of the `forbidden` permission bits. */
+function checkOwnerAndMode(
+  what: string,
+  stat: { uid: number; mode: number },
+  forbidden: number,
+  expected: string,
+): void {
   const uid = process.geteuid?.() ?? 0;
   if (stat.uid !== uid && stat.uid !== 0) {
     throw new F2bzError(
       "KEY_PERMISSIONS",
-      `key directory ${quote(dir)} is owned by uid ${stat.uid}, expected uid ${uid} or root`,
+      `${what} is owned by uid ${stat.uid}, expected uid ${uid} or root`,
     );
   }
   const mode = stat.mode & 0o7777;
-  if ((mode & 0o022) !== 0) {
+  if ((mode & forbidden) !== 0) {
     throw new F2bzError(
       "KEY_PERMISSIONS",
-      `key directory ${quote(dir)} has mode ${mode.toString(8).padStart(4, "0")}, expected no write permission for group or others`,
+      `${what} has mode ${mode.toString(8).padStart(4, "0")}, ${expected}`,
     );
   }
 }
