@@ -28,7 +28,7 @@ export const checkConfig: Command = {
     }
     if (config.subscriber) {
       for (const p of config.subscriber.publishers) await loadPublicIdentity(p.key);
-      if (config.subscriber.origins) await loadEntries(config.subscriber.origins);
+      if (config.subscriber.origins) await loadEntries(config.subscriber.origins, { authorized: true });
       sections.push(
         `subscriber (${config.subscriber.publishers.length} publishers, action ${config.subscriber.action.type})`,
       );

@@ -39,7 +39,14 @@ function ioError(file: string, error: unknown): F2bzError {
  * Reads a key file without following a symlink, checking the opened descriptor (not the path) so
  * the file cannot be swapped between the check and the read.
  */
-async function readKeyFile(file: string, secret: boolean): Promise<string> {
+/**
+ * secret: a node's own secret key (0600, ours or root's); authorized: an access token the publisher
+ * or subscriber trusts (ours or root's, writable by nobody else); public: a file being read to be
+ * added, checked for its content only.
+ */
+type KeyFileKind = "secret" | "authorized" | "public";
+
+async function readKeyFile(file: string, kind: KeyFileKind): Promise<string> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -55,7 +62,8 @@ async function readKeyFile(file: string, secret: boolean): Promise<string> {
         `key file ${quote(file)} is ${stat.size} bytes, expected at most ${MAX_KEY_FILE}`,
       );
     }
-    if (secret) checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o077, "expected 0600");
+    if (kind === "secret") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o077, "expected 0600");
+    if (kind === "authorized") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o022, NO_WRITE);
     return await handle.readFile("utf8");
   } finally {
     await handle.close();
@@ -63,17 +71,18 @@ async function readKeyFile(file: string, secret: boolean): Promise<string> {
 }
 
 export async function loadSecretIdentity(file: string): Promise<SecretIdentity> {
-  await checkKeyDirectory(file);
-  return parseSecretCertificate(file, await readKeyFile(file, true));
+  await checkKeyDirectory(path.dirname(path.resolve(file)));
+  return parseSecretCertificate(file, await readKeyFile(file, "secret"));
 }
 
+const NO_WRITE = "expected no write permission for group or others";
+
 /**
- * As OpenSSH's StrictModes: whoever may write the directory holding a secret key can replace the
- * key (or the file with a link to their own), so it must belong to us or root and be writable by
- * nobody else.
+ * As OpenSSH's StrictModes: whoever may write the directory holding a secret key, or an authorized
+ * or revoked key, can replace the key (or revoke a revocation), so it must belong to us or root
+ * and be writable by nobody else.
  */
-async function checkKeyDirectory(file: string): Promise<void> {
-  const dir = path.dirname(path.resolve(file));
+export async function checkKeyDirectory(dir: string): Promise<void> {
   let stat: Awaited<ReturnType<typeof fs.stat>>;
   try {
     stat = await fs.stat(dir);
@@ -111,8 +120,12 @@ function checkOwnerAndMode(
   }
 }
 
-export async function loadPublicIdentity(file: string): Promise<PublicIdentity> {
-  return parsePublicCertificate(file, await readKeyFile(file, false));
+/** `authorized`: the file is an access token, so its owner and mode are checked too. */
+export async function loadPublicIdentity(
+  file: string,
+  options: { authorized?: boolean } = {},
+): Promise<PublicIdentity> {
+  return parsePublicCertificate(file, await readKeyFile(file, options.authorized ? "authorized" : "public"));
 }
 
 export interface WrittenIdentity {

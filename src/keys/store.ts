@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { F2bzError, quote } from "../errors.js";
-import { loadPublicIdentity } from "./files.js";
+import { checkKeyDirectory, loadPublicIdentity } from "./files.js";
 import type { PublicIdentity } from "./identity.js";
 import { z85Encode } from "./z85.js";
 
@@ -65,10 +65,16 @@ async function listKeyFiles(dir: string): Promise<string[]> {
   }
 }
 
-export async function loadEntries(dir: string): Promise<KeyEntry[]> {
+/**
+ * The keys of a directory. `authorized`: they are access tokens (authorized/, revoked/, a
+ * subscriber's origins): the directory and every file must be writable by nobody but us or root.
+ */
+export async function loadEntries(dir: string, options: { authorized?: boolean } = {}): Promise<KeyEntry[]> {
   const entries: KeyEntry[] = [];
-  for (const file of await listKeyFiles(dir)) {
-    const identity = await loadPublicIdentity(file);
+  const files = await listKeyFiles(dir);
+  if (options.authorized) await checkKeyDirectory(dir);
+  for (const file of files) {
+    const identity = await loadPublicIdentity(file, options);
     entries.push({ ...identity, file, id: path.basename(file, ".key") });
   }
   return entries;
@@ -92,9 +98,10 @@ function refuseDuplicates(entries: KeyEntry[]): void {
 }
 
 export async function loadKeySet(keysDir: string): Promise<KeySet> {
-  const monitors = await loadEntries(roleDir(keysDir, "monitor"));
-  const subscribers = await loadEntries(roleDir(keysDir, "subscriber"));
-  const revoked = await loadEntries(revokedDir(keysDir));
+  const authorized = { authorized: true };
+  const monitors = await loadEntries(roleDir(keysDir, "monitor"), authorized);
+  const subscribers = await loadEntries(roleDir(keysDir, "subscriber"), authorized);
+  const revoked = await loadEntries(revokedDir(keysDir), authorized);
   refuseDuplicates(monitors);
   refuseDuplicates(subscribers);
   return { monitors, subscribers, revoked };

@@ -57,7 +57,11 @@ export async function startSubscriber(
     settings.publishers.map(async (p) => ({ ...p, identity: await loadPublicIdentity(p.key) })),
   );
   const origins = settings.origins
-    ? new Set((await loadEntries(settings.origins)).filter((e) => e.signPublic).map((e) => e.nodeId))
+    ? new Set(
+        (await loadEntries(settings.origins, { authorized: true }))
+          .filter((e) => e.signPublic)
+          .map((e) => e.nodeId),
+      )
     : undefined;
   const counters = new Counters();
   // Never ban: built-ins, this host, the publishers and configured peers, subscriber.neverBan
