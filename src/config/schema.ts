@@ -72,6 +72,7 @@ export function configSchema(baseDir: string) {
       ackTimeout: duration("3s"),
       outboxLimit: z.number().int().positive().default(100_000),
       pollInterval: duration("1s"),
+      unbanHold: duration("5s"),
       publishers: z.array(z.object({ submit: endpoint, key: file }).strict()).min(1),
     })
     .strict();

@@ -79,7 +79,7 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
     throw error;
   }
   const interpreter = new LogInterpreter(
-    { ignoreJails: settings.ignoreJails, counters },
+    { ignoreJails: settings.ignoreJails, holdUnbanMs: settings.unbanHold, counters },
     outbox.interpreterState(source) as InterpreterState | undefined,
   );
   const ledger = new LedgerReader(path.join(config.node.stateDir, SUBSCRIBER_STATE_FILE));

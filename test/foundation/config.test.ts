@@ -97,6 +97,7 @@ test("defaults fill in every key of a present section; absent sections stay abse
     ackTimeout: 3000,
     outboxLimit: 100_000,
     pollInterval: 1000,
+    unbanHold: 5000,
   });
   t.deepEqual(config.subscriber?.action, {
     type: "fail2ban",

@@ -496,3 +496,25 @@ test("a publisher that refuses the monitor's key is named in the log, and a pinn
   );
   t.is(other.monitor.outbox.size(), 1);
 });
+
+test("monitor.unbanHold: an unban waits in the interpreter for that long; 0s sends it at once", async (t) => {
+  t.timeout(30_000);
+  const held = await monitorLab(t);
+  const first = await held.startPublisher();
+  const { monitor } = await held.startMonitor({ unbanHold: "1h" });
+  await held.append(banLine("sshd", "198.51.100.71"), unbanLine("sshd", "198.51.100.71"));
+  await first.feed.waitEvent("ban", "198.51.100.71");
+  const saved = await until(() => {
+    const state = monitor.outbox.interpreterState("file") as { held?: unknown[] } | undefined;
+    return state?.held?.length === 1 ? state : undefined;
+  }, "the unban held in the saved interpreter state");
+  t.is(saved.held?.length, 1);
+  t.deepEqual(first.feed.describe(), ["ban sshd 198.51.100.71"], "the unban has not travelled");
+
+  const direct = await monitorLab(t);
+  const second = await direct.startPublisher();
+  await direct.startMonitor({ unbanHold: "0s" });
+  await direct.append(banLine("sshd", "198.51.100.72"), unbanLine("sshd", "198.51.100.72"));
+  await second.feed.waitEvent("unban", "198.51.100.72");
+  t.deepEqual(second.feed.describe(), ["ban sshd 198.51.100.72", "unban sshd 198.51.100.72"]);
+});
