@@ -4,7 +4,6 @@ import path from "node:path";
 import { F2bzError, quote } from "../errors.js";
 import { checkKeyDirectory, loadPublicIdentity } from "./files.js";
 import type { PublicIdentity } from "./identity.js";
-import { z85Encode } from "./z85.js";
 
 /**
  * The publisher's key directory, the access tokens of the cluster:
@@ -14,7 +13,6 @@ import { z85Encode } from "./z85.js";
  *   pending/*.key                 unknown keys that tried to connect, for `f2bz keys accept`
  */
 export type Role = "monitor" | "subscriber";
-export const ROLES: readonly Role[] = ["monitor", "subscriber"];
 
 export interface KeyEntry extends PublicIdentity {
   file: string;
@@ -127,8 +125,4 @@ export function checkKeyName(name: string): string {
     );
   }
   return name;
-}
-
-export function describe(entry: KeyEntry): string {
-  return `${entry.id}  node ${entry.nodeId}  curve ${z85Encode(entry.curvePublic)}`;
 }
