@@ -39,6 +39,7 @@ export async function createTestUser(name: string): Promise<TestUser> {
   }
   const ids = await lookup(name);
   if (!ids) throw new Error(`useradd ${name} did not create the user`);
+  await letOthersTraverse(REPOSITORY);
   if (ids.uid === 0) throw new Error(`test user ${name} has uid 0`);
   let removed = false;
   return {
@@ -50,6 +51,22 @@ export async function createTestUser(name: string): Promise<TestUser> {
       await run("/usr/sbin/userdel", [name]);
     },
   };
+}
+
+const REPOSITORY = path.resolve(new URL("../../", import.meta.url).pathname);
+
+/**
+ * The user runs this checkout's code (node_modules, tsx): every directory above it must let others
+ * pass through. A checkout in a `mktemp -d` directory (0700) does not, so the search bit (o+x, never
+ * read or write) is added where it lacks. It is left in place: test files run in parallel processes
+ * that share these directories, and one taking it away would break another mid-run.
+ */
+async function letOthersTraverse(dir: string): Promise<void> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const { mode } = await fs.stat(d);
+    if ((mode & 0o001) === 0) await fs.chmod(d, (mode & 0o7777) | 0o001);
+    if (d === path.dirname(d)) return;
+  }
 }
 
 async function lookup(name: string): Promise<{ uid: number; gid: number } | undefined> {
