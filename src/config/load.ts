@@ -88,7 +88,12 @@ export function parseConfig(text: string, file: string): Config {
   const located = locate(doc, lineCounter, issue.path);
   const { line } = located;
   // For a bad key of a mapping (banTimes), what was found is the key itself, not its value.
-  const found = issue.code === "invalid_key" ? quote(String(issue.path.at(-1))) : located.found;
+  // A check across keys may be about a key the file leaves out: then what was found is its default.
+  const fallback = issue.code === "custom" ? issue.params?.value : undefined;
+  const found =
+    issue.code === "invalid_key"
+      ? quote(String(issue.path.at(-1)))
+      : (located.found ?? (typeof fallback === "string" ? `the default ${quote(fallback)}` : undefined));
   const key = issue.path.length > 0 ? keyName(issue.path) : "(top level)";
   if (found === undefined) throw invalid(line, `${quote(key)}: missing, expected ${describeIssue(issue)}`);
   throw invalid(line, `${quote(key)}: expected ${describeIssue(issue)}, found ${found}`);

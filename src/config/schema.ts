@@ -1,6 +1,10 @@
 import path from "node:path";
 import { z } from "zod";
+import { networkOf, parseNetwork } from "../policy/address.js";
+import { crossCheck } from "./cross-checks.js";
 import { parseDuration } from "./duration.js";
+import { parseEndpoint } from "./endpoint.js";
+import { templateProblem } from "./exec-template.js";
 import { parseLoopbackListen } from "./loopback.js";
 
 /**
@@ -15,8 +19,12 @@ export function configSchema(baseDir: string) {
     .min(1)
     .transform((p) => path.resolve(baseDir, p));
 
-  const duration = (fallback: string) =>
-    z
+  // Every duration has bounds: a zero window or ban time silently turns a safety check off, and a
+  // huge one overflows the clock arithmetic (Date.now() + 999999999w is no date).
+  const duration = (fallback: string, min: string, max: string) => {
+    const low = parseDuration(min)!;
+    const high = parseDuration(max)!;
+    return z
       .union([z.string(), z.number()])
       .default(fallback)
       .transform((value, ctx) => {
@@ -25,14 +33,46 @@ export function configSchema(baseDir: string) {
           ctx.addIssue({ code: "custom", message: "expected a duration such as 30s, 10m, 1h or 7d" });
           return z.NEVER;
         }
+        if (ms < low || ms > high) {
+          ctx.addIssue({ code: "custom", message: `expected a duration from ${min} to ${max}` });
+          return z.NEVER;
+        }
         return ms;
       });
+  };
 
-  const endpoint = z
-    .string()
-    .regex(/^(tcp:\/\/(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\*|\d{1,5})|ipc:\/\/[^\s]+)$/, {
-      message: "expected an endpoint such as tcp://192.0.2.1:5678 or ipc:///run/f2bz/feed",
+  /** A bounded count or rate: `1e308` events per second is a typo, not a setting. */
+  const count = (min: number, max: number) => z.number().int().min(min).max(max);
+  const rate = (max: number) => z.number().positive().max(max);
+
+  const endpoint = (role: "bind" | "connect") =>
+    z.string().superRefine((text, ctx) => {
+      const parsed = parseEndpoint(text, role);
+      if (!parsed.ok) ctx.addIssue({ code: "custom", message: `expected ${parsed.reason}` });
     });
+  const bind = endpoint("bind");
+  const connect = endpoint("connect");
+
+  // Never-ban entries protect addresses: one that protects something else than written (host
+  // bits set) or nothing (a typo) must stop the start, not be skipped.
+  const neverBan = z.array(
+    z.string().superRefine((text, ctx) => {
+      const parsed = parseNetwork(text, { allowCidr: true, minPrefix: { 4: 0, 6: 0 } });
+      if (parsed.ok) return;
+      const network = parsed.reason === "host bits set" ? networkOf(text) : undefined;
+      ctx.addIssue({
+        code: "custom",
+        message: `expected an address or a range without host bits${network ? ` such as ${network}` : ""}`,
+      });
+    }),
+  );
+  // Peers may be host names (resolved at start and refresh); anything else must be an address or a
+  // range, whose host bits are dropped as fail2ban's ignoreip does.
+  const peer = z.string().superRefine((text, ctx) => {
+    if (networkOf(text) !== undefined) return;
+    if (/^(?=.*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(text)) return;
+    ctx.addIssue({ code: "custom", message: "expected an address, a range or a host name" });
+  });
 
   const jail = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/, {
     message: "expected a jail name of letters, digits, '.', '_' or '-' (at most 32)",
@@ -50,14 +90,15 @@ export function configSchema(baseDir: string) {
 
   const publisher = z
     .object({
-      submit: endpoint.default("tcp://0.0.0.0:5678"),
-      feed: endpoint.default("tcp://0.0.0.0:5680"),
-      snapshot: endpoint.default("tcp://0.0.0.0:5681"),
+      submit: bind.default("tcp://0.0.0.0:5678"),
+      feed: bind.default("tcp://0.0.0.0:5680"),
+      snapshot: bind.default("tcp://0.0.0.0:5681"),
       keys: file.prefault("keys"),
-      perOriginRate: z.number().positive().default(20),
-      perOriginBurst: z.number().int().positive().default(200),
-      globalRate: z.number().positive().default(500),
-      maxPending: z.number().int().min(0).default(100),
+      perOriginRate: rate(100_000).default(20),
+      perOriginBurst: count(1, 1_000_000).default(200),
+      globalRate: rate(1_000_000).default(500),
+      maxPending: count(0, 100_000).default(100),
+      maxActivePerOrigin: count(1, 10_000_000).default(100_000),
     })
     .strict();
 
@@ -67,13 +108,13 @@ export function configSchema(baseDir: string) {
       source: z.enum(["file", "journald"]).default("file"),
       journalUnit: z.string().default("fail2ban.service"),
       ignoreJails: z.array(jail).default(["f2bz"]),
-      banTime: duration("1h"),
-      banTimes: z.record(jail, duration("1h")).default({}),
-      ackTimeout: duration("3s"),
-      outboxLimit: z.number().int().positive().default(100_000),
-      pollInterval: duration("1s"),
-      unbanHold: duration("5s"),
-      publishers: z.array(z.object({ submit: endpoint, key: file }).strict()).min(1),
+      banTime: duration("1h", "1s", "365d"),
+      banTimes: z.record(jail, duration("1h", "1s", "365d")).default({}),
+      ackTimeout: duration("3s", "100ms", "10m"),
+      outboxLimit: count(1, 10_000_000).default(100_000),
+      pollInterval: duration("1s", "10ms", "1m"),
+      unbanHold: duration("5s", "0s", "10m"),
+      publishers: z.array(z.object({ submit: connect, key: file }).strict()).min(1),
     })
     .strict();
 
@@ -86,21 +127,31 @@ export function configSchema(baseDir: string) {
       client: file.prefault("/usr/bin/fail2ban-client"),
       helper: file.optional(),
       command: z.array(z.string()).min(1).optional(),
-      timeout: duration("15s"),
-      batchSize: z.number().int().min(1).max(1000).default(100),
+      timeout: duration("15s", "1s", "1h"),
+      batchSize: count(1, 1000).default(100),
     })
     .strict()
     .refine((a) => a.type !== "exec" || a.command !== undefined, {
       message: "action.type 'exec' needs action.command, an argv array",
       path: ["command"],
+    })
+    .superRefine((a, ctx) => {
+      const problem = a.command && templateProblem(a.command);
+      if (problem) {
+        ctx.addIssue({
+          code: "custom",
+          message: `expected ${problem.expected}`,
+          path: ["command", problem.index],
+        });
+      }
     });
 
   const subscriber = z
     .object({
-      publishers: z.array(z.object({ feed: endpoint, snapshot: endpoint, key: file }).strict()).min(1),
+      publishers: z.array(z.object({ feed: connect, snapshot: connect, key: file }).strict()).min(1),
       action: action.prefault({}),
-      neverBan: z.array(z.string()).default([]),
-      peers: z.array(z.string()).default([]),
+      neverBan: neverBan.default([]),
+      peers: z.array(peer).default([]),
       origins: file.optional(),
     })
     .strict();
@@ -111,16 +162,17 @@ export function configSchema(baseDir: string) {
       group: z.string().optional(),
       client: file.prefault("/usr/bin/fail2ban-client"),
       jails: z.array(jail).default([]),
-      neverBan: z.array(z.string()).default([]),
-      timeout: duration("15s"),
+      neverBan: neverBan.default([]),
+      timeout: duration("15s", "1s", "1h"),
     })
     .strict();
 
   const events = z
     .object({
-      window: duration("2m"),
+      // The replay window: events outside it are refused, ids inside it remembered (twice as long).
+      window: duration("2m", "1s", "1d"),
       allowCidr: z.boolean().default(false),
-      maxBanTime: duration("30d"),
+      maxBanTime: duration("30d", "1m", "365d"),
     })
     .strict();
 
@@ -168,7 +220,17 @@ export function configSchema(baseDir: string) {
       metrics: metrics.optional(),
       logging: logging.prefault({}),
     })
-    .strict();
+    .strict()
+    .superRefine((config, ctx) => {
+      for (const issue of crossCheck(config)) {
+        ctx.addIssue({
+          code: "custom",
+          message: `expected ${issue.expected}`,
+          path: issue.path,
+          params: { value: issue.value },
+        });
+      }
+    });
 }
 
 export type Config = z.output<ReturnType<typeof configSchema>>;
