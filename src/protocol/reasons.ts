@@ -22,6 +22,7 @@ export const REJECT_REASON_TEXT = {
   jail: "an invalid or not allowed jail name",
   ip: "an invalid or non-canonical address",
   busy: "the receiver cannot take it now (queue or seen-cache full); retry later",
+  "origin-limit": "a new ban from an origin that already holds publisher.maxActivePerOrigin active bans",
 } as const;
 
 export type RejectReason = keyof typeof REJECT_REASON_TEXT;

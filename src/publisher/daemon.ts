@@ -148,6 +148,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       windowMs: config.events.window,
       maxBanTimeMs: config.events.maxBanTime,
       allowCidr: config.events.allowCidr,
+      maxActivePerOrigin: settings.maxActivePerOrigin,
       broadcast: (payload, signature, seq) => publish(encodeUpdate(payload, signature, seq)),
       counters,
       logger: log,

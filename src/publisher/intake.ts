@@ -19,6 +19,8 @@ export interface IntakeOptions {
   /** A ban is held at most this long from its arrival, as subscribers hold it (events.maxBanTime). */
   maxBanTimeMs: number;
   allowCidr: boolean;
+  /** Live holders one origin may have; a ban that would add one more is refused (0: no cap). */
+  maxActivePerOrigin: number;
   /** Called for every event that changes the active set, after it is durably stored. */
   broadcast: (payload: Buffer, signature: Buffer, publisherSeq: number) => void;
   counters: Counters;
@@ -30,13 +32,15 @@ export interface IntakeOptions {
  * The publisher's checklist for one submitted message, cheapest step first, each failing closed
  * with a reason the monitor logs: frames and sizes; the envelope read from its canonical layout;
  * time window; seen-cache (a resend after a lost ack is acknowledged again, never re-broadcast);
- * authorized origin; Ed25519 signature and strict parse; never-ban; rate limits. The reply is an
+ * authorized origin; Ed25519 signature and strict parse; never-ban; rate limits; the origin's cap
+ * of active bans. The reply is an
  * ack only once the event is durably stored. Rejections are counted (`dropped.<reason>`) and logged
  * at most a few times per reason and interval.
  */
 export class Intake {
   private readonly now: () => number;
   private readonly dropLog = new RateLimitedLog(10_000, 3);
+  private readonly limitLog = new RateLimitedLog(60_000, 1);
 
   constructor(private readonly options: IntakeOptions) {
     this.now = options.now ?? Date.now;
@@ -88,8 +92,20 @@ export class Intake {
     // Subscribers cap a ban at their maxBanTime; a publisher holding it longer would absorb (as
     // already active) a new ban of the address that the subscribers no longer enforce.
     const expires = event.kind === "ban" ? Math.min(event.expires, now + o.maxBanTimeMs) : event.expires;
-    const outcome = o.store.accept({ ...event, expires }, payload, signature, now);
+    const outcome = o.store.accept({ ...event, expires }, payload, signature, now, {
+      maxActivePerOrigin: o.maxActivePerOrigin,
+    });
     o.counters.inc(`submit.${outcome.type}`);
+    if (outcome.type === "over-limit") {
+      const suppressed = this.limitLog.allow(event.origin);
+      if (suppressed !== undefined) {
+        o.logger.warn(
+          { origin: event.name, node: event.origin, active: outcome.active, suppressed },
+          "origin reached publisher.maxActivePerOrigin: its new bans are refused",
+        );
+      }
+      return this.reject(id, "origin-limit");
+    }
     if (outcome.type === "broadcast") {
       o.broadcast(payload, signature, outcome.publisherSeq);
       o.logger.info(

@@ -20,6 +20,26 @@ const MIGRATIONS = [
   CREATE INDEX seen_time ON seen (time);
   CREATE TABLE origins (origin TEXT PRIMARY KEY, high INTEGER NOT NULL) WITHOUT ROWID;
   `,
+  // A ban has holders: every origin that banned (jail, ip) keeps its own id, expiry and signed
+  // bytes, and the address is lifted only when the last one unbans or expires. Before, one row per
+  // (jail, ip) let another origin's unban or shorter ban lift it. Each old row becomes its holder.
+  `
+  CREATE TABLE holders (
+    jail TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    id TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (jail, ip, origin)
+  ) WITHOUT ROWID;
+  INSERT INTO holders (jail, ip, origin, id, expires, payload, signature)
+    SELECT jail, ip, origin, id, expires, payload, signature FROM active;
+  DROP TABLE active;
+  CREATE INDEX holders_expires ON holders (expires);
+  CREATE INDEX holders_origin ON holders (origin);
+  `,
 ];
 
 export const PUBLISHER_STATE_FILE = "publisher.sqlite3";
@@ -36,19 +56,21 @@ export interface StoredEvent {
 }
 
 export type AcceptOutcome =
-  /** New state: broadcast with this publisher sequence number. */
+  /** New state (a new holder, or a holder lifted): broadcast with this publisher sequence number. */
   | { type: "broadcast"; publisherSeq: number }
   /** Already seen (a monitor's resend after a lost ack): acknowledge again, do nothing. */
   | { type: "duplicate" }
-  /** A ban already active for this ip and jail (another node saw it too): ack, no re-broadcast. */
+  /** This origin already holds a live ban of this ip and jail: ack, no re-broadcast. */
   | { type: "already-active" }
-  /** Changes nothing: an unban of a ban not active here, or a ban whose expiry already passed. */
+  /** Changes nothing: an unban of a ban not held here, or a ban whose expiry already passed. */
   | { type: "no-change" }
   /**
-   * An unban by another node than the one whose ban is active: acknowledged, not applied. Only the
-   * origin of a ban may lift it early, so one compromised monitor cannot clear everyone's bans.
+   * An unban by a node that holds no ban of the address while others do: acknowledged, not applied.
+   * Only a holder may lift its own hold, so one compromised monitor cannot clear everyone's bans.
    */
-  | { type: "not-origin" };
+  | { type: "not-origin" }
+  /** A new holder from an origin already at its cap of active bans: refused, not recorded as seen. */
+  | { type: "over-limit"; active: number };
 
 export interface Expiry {
   jail: string;
@@ -62,10 +84,23 @@ export interface SnapshotEntry {
   signature: Buffer;
 }
 
+export interface AcceptLimits {
+  /** Live holders one origin may have; a new one beyond is refused (publisher.maxActivePerOrigin). */
+  maxActivePerOrigin?: number;
+}
+
 /**
- * The publisher's durable state: active bans (with the signed bytes, served in snapshots), seen
- * event ids, per-origin high-water marks and the publisher's own sequence number. Every method is
- * one transaction, so a crash never leaves an acknowledged event half-stored.
+ * The publisher's durable state: the holders of every active ban (with their signed bytes, served
+ * in snapshots), seen event ids, per-origin high-water marks and the publisher's own sequence
+ * number. Every method is one transaction, so a crash never leaves an acknowledged event half-stored.
+ *
+ * Invariant: a subscriber that applied every broadcast holds, per (jail, ip), exactly the holders
+ * stored here. So every change of the holder set is broadcast (a new origin's ban of an address
+ * already banned too: absorbing it would let the first holder's unban or expiry lift the address at
+ * the subscribers while this publisher still holds it), and nothing else is. That broadcast does
+ * not re-open the echo loop (DESIGN §5 (3)): a subscriber that already holds the address adds the
+ * holder without calling fail2ban, so no host logs a new `Ban`, and each origin adds at most one
+ * holder per (jail, ip).
  */
 export class PublisherStore {
   private readonly db: Db;
@@ -94,56 +129,86 @@ export class PublisherStore {
    * Records an event and says whether subscribers must hear of it. `event.expires` is the expiry
    * the publisher holds the ban to (the caller caps it); the signed bytes are stored unchanged.
    *
-   * Invariant: the expiry of an active row is the one its stored payload carries (or less, when
-   * capped), never more. A later ban for an active (jail, ip) is absorbed without extending it:
-   * subscribers never heard of the extension and lift the ban at the earlier expiry, and a
-   * publisher that believed it still active would then absorb the next real ban of that address,
-   * leaving the cluster without it. Re-broadcasting extensions instead would re-open the echo loop
-   * (DESIGN §5 (3)): each echoed ban carries a slightly later expiry.
+   * Invariant: a holder's expiry is the one its stored payload carries (or less, when capped),
+   * never more. A later ban by the same origin while its hold is live is absorbed without extending
+   * it: subscribers never heard of the extension and drop the holder at the earlier expiry.
    */
-  accept(event: StoredEvent, payload: Buffer, signature: Buffer, now: number): AcceptOutcome {
+  accept(
+    event: StoredEvent,
+    payload: Buffer,
+    signature: Buffer,
+    now: number,
+    limits: AcceptLimits = {},
+  ): AcceptOutcome {
     return this.db.transaction((): AcceptOutcome => {
       if (this.hasSeen(event.id)) return { type: "duplicate" };
+      const own = this.db
+        .prepare("SELECT expires FROM holders WHERE jail = ? AND ip = ? AND origin = ?")
+        .get(event.jail, event.ip, event.origin) as { expires: number } | undefined;
+      if (event.kind === "ban" && own === undefined && event.expires > now && limits.maxActivePerOrigin) {
+        const active = this.activeOf(event.origin);
+        // Threat: one authorized but compromised monitor filling the state, every snapshot and
+        // every subscriber's firewall. Not marked seen: the same event may come back once below.
+        if (active >= limits.maxActivePerOrigin) return { type: "over-limit", active };
+      }
       this.db.prepare("INSERT INTO seen (id, time) VALUES (?, ?)").run(event.id, event.time);
       this.db
         .prepare(
           "INSERT INTO origins (origin, high) VALUES (?, ?) ON CONFLICT (origin) DO UPDATE SET high = max(high, excluded.high)",
         )
         .run(event.origin, event.seq);
-      const active = this.db
-        .prepare("SELECT expires, origin FROM active WHERE jail = ? AND ip = ?")
-        .get(event.jail, event.ip) as { expires: number; origin: string } | undefined;
-      const live = active !== undefined && active.expires > now;
       if (event.kind === "ban") {
-        if (live) return { type: "already-active" };
+        if (own !== undefined && own.expires > now) return { type: "already-active" };
         if (event.expires <= now) return { type: "no-change" };
+        // An expired hold of this origin not pruned yet is replaced, and announced by this ban.
         this.db
           .prepare(
-            "INSERT OR REPLACE INTO active (jail, ip, id, origin, expires, payload, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO holders (jail, ip, origin, id, expires, payload, signature) VALUES (?, ?, ?, ?, ?, ?, ?)",
           )
-          .run(event.jail, event.ip, event.id, event.origin, event.expires, payload, signature);
+          .run(event.jail, event.ip, event.origin, event.id, event.expires, payload, signature);
       } else {
-        if (!active) return { type: "no-change" };
-        if (active.origin !== event.origin) return { type: "not-origin" };
-        this.db.prepare("DELETE FROM active WHERE jail = ? AND ip = ?").run(event.jail, event.ip);
-        // An expired row not pruned yet is announced by this unban instead of by an expiry.
+        if (own === undefined) {
+          const others = this.db
+            .prepare("SELECT 1 FROM holders WHERE jail = ? AND ip = ?")
+            .get(event.jail, event.ip);
+          return { type: others === undefined ? "no-change" : "not-origin" };
+        }
+        this.db
+          .prepare("DELETE FROM holders WHERE jail = ? AND ip = ? AND origin = ?")
+          .run(event.jail, event.ip, event.origin);
+        // An expired hold not pruned yet is announced by this unban instead of by an expiry.
       }
       return { type: "broadcast", publisherSeq: this.nextSeq() };
     })();
   }
 
-  /** Removes expired bans, each with its own publisher sequence number to announce. */
+  /** Removes expired holders, each with its own publisher sequence number to announce. */
   pruneExpired(now: number): Expiry[] {
+    return this.removeHolders("expires <= ? ORDER BY expires LIMIT 1000", now);
+  }
+
+  /**
+   * Removes every holder of `origin` (a revoked monitor, `keys revoke --purge-bans`), each with
+   * its own publisher sequence number to announce as an expiry: the publisher cannot sign an unban
+   * as the origin, and a subscriber lifts on an expiry only the hold of that very event id.
+   */
+  purgeOrigin(origin: string): Expiry[] {
+    return this.removeHolders("origin = ? ORDER BY jail, ip", origin);
+  }
+
+  private removeHolders(where: string, param: string | number): Expiry[] {
     return this.db.transaction((): Expiry[] => {
-      const rows = this.db
-        .prepare("SELECT jail, ip, id FROM active WHERE expires <= ? ORDER BY expires LIMIT 1000")
-        .all(now) as { jail: string; ip: string; id: string }[];
-      const expiries: Expiry[] = [];
-      for (const row of rows) {
-        this.db.prepare("DELETE FROM active WHERE jail = ? AND ip = ?").run(row.jail, row.ip);
-        expiries.push({ ...row, publisherSeq: this.nextSeq() });
-      }
-      return expiries;
+      const rows = this.db.prepare(`SELECT jail, ip, origin, id FROM holders WHERE ${where}`).all(param) as {
+        jail: string;
+        ip: string;
+        origin: string;
+        id: string;
+      }[];
+      const remove = this.db.prepare("DELETE FROM holders WHERE jail = ? AND ip = ? AND origin = ?");
+      return rows.map((row) => {
+        remove.run(row.jail, row.ip, row.origin);
+        return { jail: row.jail, ip: row.ip, id: row.id, publisherSeq: this.nextSeq() };
+      });
     })();
   }
 
@@ -152,12 +217,15 @@ export class PublisherStore {
     this.db.prepare("DELETE FROM seen WHERE time < ?").run(before);
   }
 
-  /** The active bans and the publisher sequence number they correspond to, read atomically. */
+  /**
+   * Every live holder's signed ban and the publisher sequence number they correspond to, read
+   * atomically: a subscriber that applies them holds what this publisher holds.
+   */
   snapshot(now: number): { publisherSeq: number; entries: SnapshotEntry[] } {
     return this.db.transaction(() => ({
       publisherSeq: this.publisherSeq,
       entries: this.db
-        .prepare("SELECT payload, signature FROM active WHERE expires > ? ORDER BY jail, ip")
+        .prepare("SELECT payload, signature FROM holders WHERE expires > ? ORDER BY jail, ip, origin")
         .all(now) as SnapshotEntry[],
     }))();
   }
@@ -170,8 +238,25 @@ export class PublisherStore {
     return row?.high ?? 0;
   }
 
+  /** Banned (jail, ip) pairs, each counted once whatever its number of holders. */
   activeCount(): number {
-    return (this.db.prepare("SELECT count(*) AS n FROM active").get() as { n: number }).n;
+    return (
+      this.db.prepare("SELECT count(*) AS n FROM (SELECT 1 FROM holders GROUP BY jail, ip)").get() as {
+        n: number;
+      }
+    ).n;
+  }
+
+  /** Holders of every active ban. */
+  holderCount(): number {
+    return (this.db.prepare("SELECT count(*) AS n FROM holders").get() as { n: number }).n;
+  }
+
+  /** Holders `origin` has (expired ones not pruned yet included: they go within a second). */
+  activeOf(origin: string): number {
+    return (
+      this.db.prepare("SELECT count(*) AS n FROM holders WHERE origin = ?").get(origin) as { n: number }
+    ).n;
   }
 
   close(): void {

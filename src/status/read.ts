@@ -135,8 +135,11 @@ const count = (db: Db, sql: string, ...params: unknown[]) =>
   (db.prepare(sql).get(...params) as { n: number }).n;
 
 function readPublisher(db: Db, now: number, names: ReadonlyMap<string, string>): PublisherState {
+  // A ban is lifted when its last holder goes: its expiry is the latest of its holders'.
   const active = db
-    .prepare("SELECT count(*) AS n, min(expires) AS next FROM active WHERE expires > ?")
+    .prepare(
+      "SELECT count(*) AS n, min(until) AS next FROM (SELECT max(expires) AS until FROM holders WHERE expires > ? GROUP BY jail, ip)",
+    )
     .get(now) as { n: number; next: number | null };
   const seq = db.prepare("SELECT value FROM meta WHERE key = 'publisher_seq'").get() as
     | { value: number }

@@ -30,7 +30,11 @@ interface Broadcast {
   seq: number;
 }
 
-async function setup(t: ExecutionContext, limits = { perOriginRate: 1, perOriginBurst: 3, globalRate: 100 }) {
+async function setup(
+  t: ExecutionContext,
+  limits = { perOriginRate: 1, perOriginBurst: 3, globalRate: 100 },
+  maxActivePerOrigin = 100_000,
+) {
   const cluster = await testCluster(t);
   const [web1, web2, outsider, reader] = await Promise.all(
     ["web1", "web2", "outsider", "reader"].map((n) => cluster.node(n)),
@@ -46,7 +50,7 @@ async function setup(t: ExecutionContext, limits = { perOriginRate: 1, perOrigin
   let now = NOW;
   const broadcasts: Broadcast[] = [];
   const counters = new Counters();
-  const lines: { level: number; msg: string; reason?: string }[] = [];
+  const lines: { level: number; msg: string; reason?: string; node?: string }[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
   const intake = new Intake({
     store,
@@ -56,6 +60,7 @@ async function setup(t: ExecutionContext, limits = { perOriginRate: 1, perOrigin
     windowMs: WINDOW_MS,
     maxBanTimeMs: 86_400_000,
     allowCidr: true,
+    maxActivePerOrigin,
     broadcast: (payload, signature, seq) => broadcasts.push({ payload, signature, seq }),
     counters,
     logger,
@@ -122,19 +127,43 @@ test("a resend after a lost ack is acknowledged again and not re-broadcast", asy
   t.is(s.counters.get("submit.duplicate"), 1);
 });
 
-test("a ban already active for the address and jail is acknowledged and not re-broadcast", async (t) => {
+test("a ban by another origin of an address already banned is broadcast; the same origin again is not", async (t) => {
   const s = await setup(t);
   await submit(s.intake, await signed(s.web1, 1));
   const same = await signed(s.web2, 1);
   t.deepEqual(await submit(s.intake, same), { type: "ack", id: same.event.id });
-  t.is(s.broadcasts.length, 1);
+  t.is(s.broadcasts.length, 2, "web2's hold reaches the subscribers: its own unban or expiry is then right");
+  t.true(s.broadcasts[1]!.payload.equals(same.payload));
+  const again = await signed(s.web2, 2);
+  t.deepEqual(await submit(s.intake, again), { type: "ack", id: again.event.id });
+  t.is(s.broadcasts.length, 2);
   t.is(s.counters.get("submit.already-active"), 1);
   const unban = await signed(s.web1, 2, "203.0.113.7", { kind: "unban" });
   t.deepEqual(await submit(s.intake, unban), { type: "ack", id: unban.event.id });
-  t.is(s.broadcasts.length, 2, "the unban changes the active set");
+  t.is(s.broadcasts.length, 3, "the unban changes the holders");
   const nothing = await signed(s.web1, 3, "203.0.113.99", { kind: "unban" });
   t.deepEqual(await submit(s.intake, nothing), { type: "ack", id: nothing.event.id });
-  t.is(s.broadcasts.length, 2, "an unban of a ban nobody holds is not news");
+  t.is(s.broadcasts.length, 3, "an unban of a ban nobody holds is not news");
+});
+
+test("an origin at publisher.maxActivePerOrigin is refused new bans with a reason, warned once", async (t) => {
+  const s = await setup(t, { perOriginRate: 100, perOriginBurst: 100, globalRate: 1000 }, 2);
+  for (let seq = 1; seq <= 2; seq++) {
+    t.like(await submit(s.intake, await signed(s.web1, seq, `203.0.113.${seq}`)), { type: "ack" });
+  }
+  for (let seq = 3; seq <= 6; seq++) {
+    const over = await signed(s.web1, seq, `203.0.113.${seq}`);
+    t.deepEqual(await submit(s.intake, over), { type: "nack", id: over.event.id, reason: "origin-limit" });
+  }
+  t.is(s.counters.get("dropped.origin-limit"), 4);
+  t.is(s.broadcasts.length, 2);
+  const warned = s.lines.filter((l) => l.msg.startsWith("origin reached publisher.maxActivePerOrigin"));
+  t.is(warned.length, 1, "one warning per origin and minute");
+  t.is(warned[0]!.node, s.web1.nodeId);
+  t.like(await submit(s.intake, await signed(s.web2, 1, "203.0.113.9")), { type: "ack" });
+  t.like(await submit(s.intake, await signed(s.web1, 7, "203.0.113.1", { kind: "unban" })), { type: "ack" });
+  t.like(await submit(s.intake, await signed(s.web1, 8, "203.0.113.8")), { type: "ack" });
+  t.is(s.broadcasts.length, 5);
 });
 
 test("wrong frame count, topic or frame sizes are refused before anything is parsed", async (t) => {
@@ -289,6 +318,7 @@ test("a cidr is refused where single addresses only are allowed", async (t) => {
     windowMs: WINDOW_MS,
     maxBanTimeMs: 86_400_000,
     allowCidr: false,
+    maxActivePerOrigin: 100_000,
     broadcast: () => t.fail("broadcast"),
     counters: new Counters(),
     logger: pino({ level: "silent" }),
