@@ -65,8 +65,7 @@ export async function startSubscriber(
     : undefined;
   const counters = new Counters();
   // Never ban: built-ins, this host, the publishers and configured peers, subscriber.neverBan
-  // (checked here, before anything is opened), and the target jails' ignoreip (banip bypasses it).
-  NeverBanList.create({ entries: settings.neverBan });
+  // (entries checked by the schema), and the target jails' ignoreip (banip bypasses it).
   const baseEntries = [
     ...settings.neverBan,
     ...(await resolveEntries(
