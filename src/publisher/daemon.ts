@@ -1,14 +1,14 @@
+import path from "node:path";
 import type * as zmq from "zeromq";
 import type { Config, PublisherConfig } from "../config/schema.js";
 import { loadSecretIdentity } from "../keys/files.js";
-import { Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { Counters, type Logger, RateLimitedLog } from "../logging.js";
 import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
 import {
-  decodeSnapshotRequest,
   encodeExpire,
   encodeHeartbeat,
-  encodeSnapshot,
   encodeUpdate,
+  TOPIC_UPDATE,
 } from "../protocol/feed.js";
 import { AccessControl } from "../transport/access.js";
 import { BoundEndpoint } from "../transport/endpoint.js";
@@ -18,10 +18,13 @@ import {
   createTransportContext,
   type ZapDomain,
 } from "../transport/sockets.js";
+import { FEED_INBOUND_MAX_BYTES, gateSubscriptions } from "../transport/subscription-gate.js";
 import { ZapHandler } from "../transport/zap.js";
 import { Intake } from "./intake.js";
-import { OriginLimiter, TokenBucket } from "./rate-limit.js";
-import { PublisherStore } from "./store.js";
+import { OriginLimiter } from "./rate-limit.js";
+import { SnapshotReader } from "./snapshot-reader.js";
+import { type Send, SnapshotServer, serialSender } from "./snapshot-server.js";
+import { PUBLISHER_STATE_FILE, PublisherStore } from "./store.js";
 
 export type PublisherSettings = Config & { publisher: PublisherConfig };
 
@@ -87,11 +90,13 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     );
     resources.push(submit);
     const feed = await BoundEndpoint.open(() => {
-      const socket = createServerSocket("publisher", {
+      const socket = createServerSocket("xpublisher", {
         context,
         identity: curve,
         domain: "feed",
         sendHighWaterMark: 10_000,
+        // Inbound on the feed is subscriptions only: a larger frame ends that peer's connection.
+        maxMessageSize: FEED_INBOUND_MAX_BYTES,
       });
       // zeromq.js defers every 513th send to the next loop turn (so as not to starve the loop) and
       // throws EBUSY, synchronously, at any send made meanwhile: part of a burst of expiries (or a
@@ -154,11 +159,18 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       logger: log,
     });
 
+    const stateFile = path.join(config.node.stateDir, PUBLISHER_STATE_FILE);
+    const snapshots = new SnapshotServer({
+      open: (now) => new SnapshotReader(stateFile, now),
+      counters,
+      logger: log,
+    });
     const loops = [
       serveSubmit(submit, intake, log, counters),
-      serveSnapshots(snapshot, store, log, counters),
+      serveSnapshots(snapshot, snapshots, log, counters),
+      serveSubscriptions(feed, log, counters),
     ];
-    resources.splice(resources.indexOf(submit), 0, { close: () => Promise.allSettled(loops) });
+    resources.splice(resources.indexOf(submit), 0, { close: () => Promise.allSettled(loops) }, snapshots);
 
     const timers = [
       every(PRUNE_MS, "prune", () => {
@@ -216,33 +228,31 @@ async function serveSubmit(
 
 async function serveSnapshots(
   endpoint: BoundEndpoint<zmq.Router>,
-  store: PublisherStore,
+  snapshots: SnapshotServer,
   log: Logger,
   counters: Counters,
 ): Promise<void> {
-  // Threat: a subscriber asking in a loop; each snapshot reads every active ban.
-  const bucket = new TokenBucket(20, 40);
-  const dropLog = new RateLimitedLog();
   for await (const socket of endpoint.sockets()) {
+    const send: Send = serialSender(socket);
     try {
-      for await (const [routingId, ...frames] of socket) {
-        const request = decodeSnapshotRequest(frames);
-        if (!request.ok || !routingId || !bucket.take()) {
-          const reason = request.ok ? "rate-limited" : request.reason;
-          counters.inc(`snapshot.dropped.${reason}`);
-          if (dropLog.allow(reason) !== undefined)
-            log.warn({ reason: untrusted(reason) }, "snapshot request dropped");
-          continue;
-        }
-        const { publisherSeq, entries } = store.snapshot(Date.now());
-        for (const message of encodeSnapshot(entries, publisherSeq)) {
-          await socket.send([Buffer.from(routingId), ...message]);
-        }
-        counters.inc("snapshot.served");
-        log.debug({ bans: entries.length, seq: publisherSeq }, "snapshot served");
-      }
+      for await (const [routingId, ...frames] of socket) snapshots.handle(routingId, frames, send);
     } catch (error) {
       if (!socket.closed) recover(endpoint, "snapshot", error, log, counters);
+    }
+  }
+}
+
+async function serveSubscriptions(
+  endpoint: BoundEndpoint<zmq.XPublisher>,
+  log: Logger,
+  counters: Counters,
+): Promise<void> {
+  const gate = { topic: TOPIC_UPDATE, counters, logger: log, dropLog: new RateLimitedLog() };
+  for await (const socket of endpoint.sockets()) {
+    try {
+      await gateSubscriptions(socket, gate);
+    } catch (error) {
+      if (!socket.closed) recover(endpoint, "feed", error, log, counters);
     }
   }
 }

@@ -109,6 +109,8 @@ export interface ServerSockets {
   reply: zmq.Reply;
   router: zmq.Router;
   publisher: zmq.Publisher;
+  /** The feed: a PUB that hands subscriptions to `gateSubscriptions` instead of applying them. */
+  xpublisher: zmq.XPublisher;
 }
 export type ServerKind = keyof ServerSockets;
 
@@ -142,16 +144,22 @@ export function createServerSocket<K extends ServerKind>(
       // Unroutable replies (the peer left) are dropped, never an error that stalls the loop.
       return new zmq.Router({ ...base, mandatory: false }) as ServerSockets[K];
     case "publisher":
-      return new zmq.Publisher({
+      return new zmq.Publisher({ ...base, sendHighWaterMark: sendHwm(options) }) as ServerSockets[K];
+    case "xpublisher":
+      // Threat: a PUB stores every prefix any peer subscribes to, unbounded in count and size.
+      // Manual mode stores none until the gate calls subscribe() for the peer that asked.
+      return new zmq.XPublisher({
         ...base,
-        sendHighWaterMark: checkSize(
-          options.sendHighWaterMark ?? DEFAULT_SEND_HIGH_WATER_MARK,
-          "sendHighWaterMark",
-        ),
+        sendHighWaterMark: sendHwm(options),
+        manual: true,
       }) as ServerSockets[K];
     default:
       throw new F2bzError("INTERNAL", `server socket kind ${quote(kind)} is invalid`);
   }
+}
+
+function sendHwm(options: ServerSocketOptions): number {
+  return checkSize(options.sendHighWaterMark ?? DEFAULT_SEND_HIGH_WATER_MARK, "sendHighWaterMark");
 }
 
 export interface ClientSocketOptions {
