@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, promises as fs } from "node:fs";
+import { promises as fs } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -69,7 +69,7 @@ anyTest("every service unit is hardened, and none sets MemoryDenyWriteExecute (V
     expect("RestrictSUIDSGID", "yes");
     expect("RestrictNamespaces", "yes");
     expect("LockPersonality", "yes");
-    expect("SystemCallFilter", "@system-service");
+    t.deepEqual(values(unit, "Service", "SystemCallFilter"), ["@system-service", "~@privileged @resources"]);
     expect("SystemCallArchitectures", "native");
     expect("UMask", "0077");
     t.truthy(value(unit, "Service", "RestrictAddressFamilies"), `${name}: RestrictAddressFamilies`);
@@ -97,30 +97,6 @@ anyTest("the ban-helper socket unit matches the config: root:f2bz 0660 at banHel
   const example = await loadConfig(path.join(root, "config/f2bz.example.yaml"));
   t.is(value(unit, "Socket", "ListenStream"), example.banHelper?.socket);
   t.is(example.banHelper?.group ?? "f2bz", "f2bz");
-});
-
-anyTest("systemd-analyze verify finds no unknown key in the units", async (t) => {
-  const analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].find((p) => existsSync(p));
-  if (!analyze) {
-    t.log("systemd-analyze is not installed: only the structural checks above ran");
-    t.pass();
-    return;
-  }
-  const dir = await tempDir(t, "f2bz-units-");
-  const names = await fs.readdir(systemd);
-  for (const name of names) {
-    // verify insists that ExecStart exists; f2bz is not installed in /usr/local/bin here.
-    const text = (await fs.readFile(path.join(systemd, name), "utf8")).replace(
-      /^ExecStart=\/usr\/local\/bin\/f2bz /m,
-      "ExecStart=/bin/true ",
-    );
-    await fs.writeFile(path.join(dir, name), text);
-  }
-  const { stdout, stderr } = await run(analyze, ["verify", "--man=no", ...names], {
-    cwd: dir,
-    timeout: 20_000,
-  });
-  t.is(`${stdout}${stderr}`.trim(), "");
 });
 
 f2bTest(

@@ -3,7 +3,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import anyTest from "ava";
+import anyTest, { type ExecutionContext } from "ava";
 import { ensureFail2ban, fail2banBinaries, startFail2ban } from "../harness/fail2ban.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
@@ -19,7 +19,7 @@ const read = (p: string) => fs.readFile(path.join(snippets, p), "utf8");
  * (jail.conf, action.d, its banaction) plus the shipped snippets: `fail2ban-client -d` reads the
  * config and starts nothing, so no firewall is touched.
  */
-async function effectiveActions(t: Parameters<Parameters<typeof test>[1]>[0], local?: string) {
+async function effectiveActions(t: ExecutionContext, local?: string) {
   const dir = await tempDir(t, "f2bz-jail-");
   const etc = path.join(dir, "fail2ban");
   await fs.cp("/etc/fail2ban", etc, { recursive: true });
