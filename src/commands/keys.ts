@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
 import { F2bzError, quote } from "../errors.js";
 import { loadPublicIdentity } from "../keys/files.js";
 import { fingerprint } from "../keys/identity.js";
+import { installKeyFile, type KeySource, readKeySource, readPendingSource } from "../keys/install.js";
 import {
   checkKeyName,
   ensureLayout,
@@ -33,8 +34,8 @@ function parseRole(value: string | undefined): Role {
   throw new F2bzError("USAGE", `role ${quote(value ?? "")} is invalid, expected 'monitor' or 'subscriber'`);
 }
 
-async function add(ctx: CommandContext, dir: string, role: Role, file: string): Promise<number> {
-  const identity = await loadPublicIdentity(file);
+async function add(ctx: CommandContext, dir: string, role: Role, source: KeySource): Promise<number> {
+  const { file, identity } = source;
   const id = checkKeyName(
     typeof ctx.values.name === "string" ? ctx.values.name : path.basename(file).replace(/\.key$/, ""),
   );
@@ -60,24 +61,7 @@ async function add(ctx: CommandContext, dir: string, role: Role, file: string): 
     }
   }
   await ensureLayout(dir);
-  const target = path.join(roleDir(dir, role), `${id}.key`);
-  try {
-    await fs.copyFile(file, target, fs.constants.COPYFILE_EXCL);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    throw new F2bzError("KEY_DUPLICATE", `${quote(target)} already exists`);
-  }
-  await fs.chmod(target, 0o644);
-  // The copy reopens the source by name: make sure what landed is what was checked.
-  const copied = await loadPublicIdentity(target).catch(() => undefined);
-  if (
-    !copied ||
-    keyHex(copied.curvePublic) !== keyHex(identity.curvePublic) ||
-    copied.nodeId !== identity.nodeId
-  ) {
-    await fs.rm(target, { force: true });
-    throw new F2bzError("KEY_INVALID", `key file ${quote(file)} changed while it was being added`);
-  }
+  await installKeyFile(path.join(roleDir(dir, role), `${id}.key`), source.bytes);
   ctx.stdout(`authorized ${role} ${id}: node ${identity.nodeId}, curve ${fingerprint(identity.curvePublic)}`);
   return 0;
 }
@@ -173,25 +157,23 @@ async function pending(ctx: CommandContext, dir: string): Promise<number> {
 
 async function accept(ctx: CommandContext, dir: string, id: string): Promise<number> {
   const file = path.join(pendingDir(dir), `${checkKeyName(id)}.key`);
-  const identity = await loadPublicIdentity(file).catch((error: unknown) => {
+  const source = await readPendingSource(pendingDir(dir), file).catch((error: unknown) => {
     if (error instanceof F2bzError && error.code === "KEY_NOT_FOUND") {
       throw new F2bzError("KEY_NOT_FOUND", `no pending key ${quote(id)} in ${quote(pendingDir(dir))}`);
     }
     throw error;
   });
   const role = parseRole(
-    typeof ctx.values.role === "string"
-      ? ctx.values.role
-      : parseZpl(await fs.readFile(file, "utf8")).get("metadata/role"),
+    typeof ctx.values.role === "string" ? ctx.values.role : source.entries.get("metadata/role"),
   );
-  if (role === "monitor" && !identity.signPublic) {
+  if (role === "monitor" && !source.identity.signPublic) {
     // A handshake shows only the CURVE key; a monitor's events are checked with its verify key.
     throw new F2bzError(
       "KEY_INVALID",
       `pending key ${quote(id)} has no verify key, which a monitor needs: add the monitor's own .key file with 'f2bz keys add monitor FILE'`,
     );
   }
-  const code = await add(ctx, dir, role, file);
+  const code = await add(ctx, dir, role, source);
   await fs.unlink(file);
   return code;
 }
@@ -224,7 +206,7 @@ export const keys: Command = {
     switch (sub) {
       case "add":
         expect(2, "a role and a FILE");
-        return add(ctx, await keysDir(ctx), parseRole(args[0]), args[1]!);
+        return add(ctx, await keysDir(ctx), parseRole(args[0]), await readKeySource(args[1]!));
       case "list":
         expect(0, "no arguments");
         return list(ctx, await keysDir(ctx));

@@ -9,6 +9,7 @@ import {
   openSync,
   renameSync,
   rmSync,
+  type Stats,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -36,10 +37,6 @@ function ioError(file: string, error: unknown): F2bzError {
 }
 
 /**
- * Reads a key file without following a symlink, checking the opened descriptor (not the path) so
- * the file cannot be swapped between the check and the read.
- */
-/**
  * secret: a node's own secret key (0600, ours or root's); authorized: an access token the publisher
  * or subscriber trusts (ours or root's, writable by nobody else); public: a file being read to be
  * added, checked for its content only.
@@ -47,6 +44,19 @@ function ioError(file: string, error: unknown): F2bzError {
 type KeyFileKind = "secret" | "authorized" | "public";
 
 async function readKeyFile(file: string, kind: KeyFileKind): Promise<string> {
+  const bytes = await readKeyBytes(file, (stat) => {
+    if (kind === "secret") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o077, "expected 0600");
+    if (kind === "authorized") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o022, NO_WRITE);
+  });
+  return bytes.toString("utf8");
+}
+
+/**
+ * Reads a key file without following a symlink, checking the opened descriptor (not the path) and
+ * reading through that same descriptor, so the file cannot be swapped between the check and the
+ * read. At most MAX_KEY_FILE bytes are read, even if the file grows after the check.
+ */
+export async function readKeyBytes(file: string, check: (stat: Stats) => void): Promise<Buffer> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -56,18 +66,27 @@ async function readKeyFile(file: string, kind: KeyFileKind): Promise<string> {
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new F2bzError("KEY_INVALID", `key file ${quote(file)} is not a regular file`);
-    if (stat.size > MAX_KEY_FILE) {
-      throw new F2bzError(
-        "KEY_INVALID",
-        `key file ${quote(file)} is ${stat.size} bytes, expected at most ${MAX_KEY_FILE}`,
-      );
+    if (stat.size > MAX_KEY_FILE) throw tooLarge(file, stat.size);
+    check(stat);
+    const buffer = Buffer.alloc(MAX_KEY_FILE + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
     }
-    if (kind === "secret") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o077, "expected 0600");
-    if (kind === "authorized") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o022, NO_WRITE);
-    return await handle.readFile("utf8");
+    if (length > MAX_KEY_FILE) throw tooLarge(file, length);
+    return buffer.subarray(0, length);
   } finally {
     await handle.close();
   }
+}
+
+function tooLarge(file: string, size: number): F2bzError {
+  return new F2bzError(
+    "KEY_INVALID",
+    `key file ${quote(file)} is ${size} bytes, expected at most ${MAX_KEY_FILE}`,
+  );
 }
 
 export async function loadSecretIdentity(file: string): Promise<SecretIdentity> {
@@ -75,7 +94,7 @@ export async function loadSecretIdentity(file: string): Promise<SecretIdentity> 
   return parseSecretCertificate(file, await readKeyFile(file, "secret"));
 }
 
-const NO_WRITE = "expected no write permission for group or others";
+export const NO_WRITE = "expected no write permission for group or others";
 
 /**
  * As OpenSSH's StrictModes: whoever may write the directory holding a secret key, or an authorized
@@ -105,12 +124,23 @@ function checkOwnerAndMode(
   expected: string,
 ): void {
   const uid = process.geteuid?.() ?? 0;
-  if (stat.uid !== uid && stat.uid !== 0) {
-    throw new F2bzError(
-      "KEY_PERMISSIONS",
-      `${what} is owned by uid ${stat.uid}, expected uid ${uid} or root`,
-    );
+  checkOwner(what, stat, [uid, 0], `uid ${uid} or root`);
+  checkMode(what, stat, forbidden, expected);
+}
+
+export function checkOwner(
+  what: string,
+  stat: { uid: number },
+  uids: readonly number[],
+  expected: string,
+): void {
+  if (!uids.includes(stat.uid)) {
+    throw new F2bzError("KEY_PERMISSIONS", `${what} is owned by uid ${stat.uid}, expected ${expected}`);
   }
+}
+
+/** None of the `forbidden` permission bits. */
+export function checkMode(what: string, stat: { mode: number }, forbidden: number, expected: string): void {
   const mode = stat.mode & 0o7777;
   if ((mode & forbidden) !== 0) {
     throw new F2bzError(

@@ -129,11 +129,18 @@ function invalid(file: string, what: string): F2bzError {
   return new F2bzError("KEY_INVALID", `key file ${quote(file)} ${what}`);
 }
 
+/**
+ * The error names the line and what is wrong with it, never its text: a line of a secret
+ * certificate holds a key (a malformed one echoed 27 of its 40 characters into logs), and a file
+ * read as public may be a secret one given by mistake (`keys add subscriber web1.key_secret`).
+ */
 function readEntries(file: string, text: string): ZplEntries {
   try {
     return parseZpl(text);
   } catch (error) {
-    if (error instanceof ZplError) throw invalid(file, `is not a zpl certificate (${error.message})`);
+    if (error instanceof ZplError) {
+      throw invalid(file, `is not a zpl certificate (line ${error.line}: ${error.reason})`);
+    }
     throw error;
   }
 }

@@ -5,12 +5,17 @@
  */
 export type ZplEntries = Map<string, string>;
 
+/**
+ * `reason` never quotes the text; `message` may, for files that hold nothing secret. A secret
+ * certificate's error is built from `line` and `reason` only, so no part of a key is ever echoed.
+ */
 export class ZplError extends Error {
   constructor(
     readonly line: number,
-    message: string,
+    readonly reason: string,
+    quoted?: string,
   ) {
-    super(`line ${line}: ${message}`);
+    super(`line ${line}: ${reason}${quoted === undefined ? "" : ` '${quoted}'`}`);
   }
 }
 
@@ -35,14 +40,14 @@ export function parseZpl(text: string): ZplEntries {
     path.length = depth;
     const eq = trimmed.indexOf("=");
     const name = (eq < 0 ? trimmed.replace(/\s+#.*$/, "") : trimmed.slice(0, eq)).trim();
-    if (!NAME.test(name)) throw new ZplError(lineNo, `invalid name '${name.slice(0, 40)}'`);
+    if (!NAME.test(name)) throw new ZplError(lineNo, "invalid name", name.slice(0, 40));
     const key = [...path, name].join("/");
     if (eq < 0) {
       path.push(name);
       continue;
     }
     const value = parseValue(trimmed.slice(eq + 1).trim(), lineNo);
-    if (entries.has(key)) throw new ZplError(lineNo, `duplicate entry '${key}'`);
+    if (entries.has(key)) throw new ZplError(lineNo, "duplicate entry", key);
     entries.set(key, value);
     path.push(name);
   }

@@ -127,7 +127,7 @@ const malformed: [string, (text: string) => string, RegExp][] = [
   [
     "a duplicate secret-key",
     (s) => s.replace(/^( {4}secret-key = .*\n)/m, "$1$1"),
-    /duplicate entry 'curve\/secret-key'/,
+    /\(line 11: duplicate entry\)$/,
   ],
   ["an unterminated quote", (s) => s.replace(/(secret-key = "[^"]*)"/, "$1"), /unterminated quoted value/],
 ];
