@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { type Logger, pino } from "pino";
 
 export type { Logger } from "pino";
@@ -38,7 +39,7 @@ export function createLogger(name: string, options: LoggerOptions): ProcessLogge
       flush: () => destination.flushSync(),
     };
   }
-  if (options.pretty) {
+  if (options.pretty && prettyInstalled()) {
     const transport = pino.transport({
       target: "pino-pretty",
       options: { colorize: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" },
@@ -47,6 +48,20 @@ export function createLogger(name: string, options: LoggerOptions): ProcessLogge
   }
   const destination = pino.destination({ dest: 1, sync: true });
   return { logger: pino(base, destination), reopen: () => {}, flush: () => destination.flushSync() };
+}
+
+/**
+ * pino-pretty is an optional dependency (`npm install --omit=optional` leaves it out): without it a
+ * terminal gets JSON lines too, instead of pino.transport throwing "unable to determine transport
+ * target" and the daemon exiting. Resolved from this file, as the transport resolves its target.
+ */
+function prettyInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve("pino-pretty");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Escapes and truncates an untrusted value before it goes into a log line. */

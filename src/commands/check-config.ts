@@ -1,6 +1,7 @@
 import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
-import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
-import { loadEntries, loadKeySet } from "../keys/store.js";
+import { F2bzError } from "../errors.js";
+import { loadSecretIdentity } from "../keys/files.js";
+import { loadEntries, loadKeySet, loadPinnedKey } from "../keys/store.js";
 import { type Command, configOption, configPath } from "./command.js";
 
 export const checkConfig: Command = {
@@ -17,17 +18,19 @@ export const checkConfig: Command = {
     const identity = await loadSecretIdentity(config.node.identity);
     const sections: string[] = [];
     if (config.publisher) {
-      const set = await loadKeySet(config.publisher.keys);
+      // Stricter than the publisher, which skips a bad entry: here every entry must load.
+      const { set, skipped } = await loadKeySet(config.publisher.keys);
+      if (skipped[0]) throw new F2bzError(skipped[0].code, skipped[0].reason);
       sections.push(
         `publisher (${set.monitors.length} monitors, ${set.subscribers.length} subscribers, ${set.revoked.length} revoked)`,
       );
     }
     if (config.monitor) {
-      for (const p of config.monitor.publishers) await loadPublicIdentity(p.key);
+      for (const p of config.monitor.publishers) await loadPinnedKey(p.key);
       sections.push(`monitor (${config.monitor.publishers.length} publishers)`);
     }
     if (config.subscriber) {
-      for (const p of config.subscriber.publishers) await loadPublicIdentity(p.key);
+      for (const p of config.subscriber.publishers) await loadPinnedKey(p.key);
       if (config.subscriber.origins) await loadEntries(config.subscriber.origins, { authorized: true });
       sections.push(
         `subscriber (${config.subscriber.publishers.length} publishers, action ${config.subscriber.action.type})`,

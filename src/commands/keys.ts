@@ -45,7 +45,7 @@ async function add(ctx: CommandContext, dir: string, role: Role, source: KeySour
       `key file ${quote(file)} has no 'sign/verify-key', which a monitor needs to sign events`,
     );
   }
-  const set = await loadKeySet(dir);
+  const { set } = await loadKeySet(dir);
   if (isRevoked(set, identity)) {
     throw new F2bzError(
       "KEY_DUPLICATE",
@@ -63,11 +63,26 @@ async function add(ctx: CommandContext, dir: string, role: Role, source: KeySour
   await ensureLayout(dir);
   await installKeyFile(path.join(roleDir(dir, role), `${id}.key`), source.bytes);
   ctx.stdout(`authorized ${role} ${id}: node ${identity.nodeId}, curve ${fingerprint(identity.curvePublic)}`);
+  await warnSkipped(ctx, dir);
   return 0;
 }
 
+/**
+ * Loads the directory as a running publisher does and names every entry it will skip: the
+ * operator learns it here, not from a key that still works (or one that does not).
+ */
+async function warnSkipped(ctx: CommandContext, dir: string): Promise<void> {
+  const { skipped } = await loadKeySet(dir);
+  const lines = skipped.map((s) => `${path.relative(dir, s.file) || "."}: ${s.reason}`);
+  if (lines.length === 1) ctx.stderr(`warning: the publisher will skip 1 entry: ${lines[0]}`);
+  if (lines.length > 1) {
+    ctx.stderr(`warning: the publisher will skip ${lines.length} entries:`);
+    for (const line of lines) ctx.stderr(`  ${line}`);
+  }
+}
+
 async function list(ctx: CommandContext, dir: string): Promise<number> {
-  const set = await loadKeySet(dir);
+  const { set } = await loadKeySet(dir);
   const rows: string[] = [];
   for (const [role, entries] of [
     ["monitor", set.monitors],
@@ -110,6 +125,7 @@ async function revoke(ctx: CommandContext, dir: string, name: string): Promise<n
   }
   if (moved === 0)
     throw new F2bzError("KEY_NOT_FOUND", `no authorized key named ${quote(id)} in ${quote(dir)}`);
+  await warnSkipped(ctx, dir);
   return 0;
 }
 

@@ -2,7 +2,8 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import type { Config, MonitorConfig } from "../config/schema.js";
 import { F2bzError } from "../errors.js";
-import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
+import { loadSecretIdentity } from "../keys/files.js";
+import { loadPinnedKey } from "../keys/store.js";
 import { Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
 import { parseAddress } from "../policy/address.js";
 import { isValidJail } from "../policy/jail.js";
@@ -41,7 +42,7 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
   const log = logger.child({ component: "monitor" });
   const identity = await loadSecretIdentity(config.node.identity);
   const publishers = await Promise.all(
-    settings.publishers.map(async (p) => ({ ...p, identity: await loadPublicIdentity(p.key) })),
+    settings.publishers.map(async (p) => ({ ...p, identity: await loadPinnedKey(p.key) })),
   );
   // Each submit endpoint is listed once (the schema refuses twice): it names a publisher in the outbox.
   const counters = new Counters();

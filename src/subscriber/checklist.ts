@@ -21,8 +21,11 @@ export interface ChecklistOptions {
   guard: ReplayGuard;
   store: SubscriberStore;
   neverBan: () => NeverBanList;
-  /** With `subscriber.origins`: the node ids allowed to originate events; otherwise undefined. */
-  origins: ReadonlySet<string> | undefined;
+  /**
+   * With `subscriber.origins`: the node ids allowed to originate events, asked at each event (the
+   * directory is reloaded while running); otherwise undefined.
+   */
+  origins: { has(origin: string): boolean } | undefined;
   allowCidr: boolean;
   /**
    * Maps the event's jail to the local one (`same` or a fixed jail; the configured fallback jail

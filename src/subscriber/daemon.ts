@@ -1,6 +1,6 @@
 import type { Config, SubscriberConfig } from "../config/schema.js";
-import { loadPublicIdentity, loadSecretIdentity } from "../keys/files.js";
-import { loadEntries } from "../keys/store.js";
+import { loadSecretIdentity } from "../keys/files.js";
+import { loadPinnedKey } from "../keys/store.js";
 import { Counters, type Logger, RateLimitedLog } from "../logging.js";
 import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
 import { ReplayGuard } from "../protocol/replay.js";
@@ -9,6 +9,7 @@ import type { ActionRequest } from "./action.js";
 import { Checklist, type DropReason, jailMapper, type Source } from "./checklist.js";
 import { createAction } from "./create-action.js";
 import { hostOf, type LocalFail2ban, localFail2ban, resolveEntries } from "./local-fail2ban.js";
+import { OriginsWatcher } from "./origins.js";
 import { PublisherReceiver } from "./receiver.js";
 import { SubscriberStore } from "./store.js";
 
@@ -16,6 +17,8 @@ export type SubscriberSettings = Config & { subscriber: SubscriberConfig };
 
 const JAIL_REFRESH_MS = 5 * 60_000;
 const HOUSEKEEPING_MS = 60_000;
+/** How soon a key removed from subscriber.origins stops counting. */
+const ORIGINS_POLL_MS = 1_000;
 /** The expiry timer never sleeps longer than this, so a clock step is noticed within a minute. */
 const MAX_EXPIRY_WAIT_MS = 60_000;
 
@@ -54,15 +57,8 @@ export async function startSubscriber(
   const log = logger.child({ component: "subscriber" });
   const identity = await loadSecretIdentity(config.node.identity);
   const publishers = await Promise.all(
-    settings.publishers.map(async (p) => ({ ...p, identity: await loadPublicIdentity(p.key) })),
+    settings.publishers.map(async (p) => ({ ...p, identity: await loadPinnedKey(p.key) })),
   );
-  const origins = settings.origins
-    ? new Set(
-        (await loadEntries(settings.origins, { authorized: true }))
-          .filter((e) => e.signPublic)
-          .map((e) => e.nodeId),
-      )
-    : undefined;
   const counters = new Counters();
   // Never ban: built-ins, this host, the publishers and configured peers, subscriber.neverBan
   // (entries checked by the schema), and the target jails' ignoreip (banip bypasses it).
@@ -102,6 +98,9 @@ export async function startSubscriber(
     }
     return target;
   };
+  const origins = settings.origins
+    ? await OriginsWatcher.open(settings.origins, { logger, counters, pollMs: ORIGINS_POLL_MS })
+    : undefined;
   const checklist = new Checklist({
     self: identity.nodeId,
     guard: new ReplayGuard({ windowMs: config.events.window }),
@@ -278,6 +277,7 @@ export async function startSubscriber(
         clearInterval(jailRefresh);
         clearTimeout(expiryTimer);
         await Promise.all(receivers.map((r) => r.close()));
+        await origins?.close();
         await expiring;
         await action.close();
         store.close();

@@ -2,6 +2,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import {
   activeEntries,
+  directorySignature,
   isRevoked as isRevokedIn,
   type KeyEntry,
   type KeySet,
@@ -12,6 +13,7 @@ import {
   type Role,
   revokedDir,
   roleDir,
+  type SkippedEntry,
 } from "../keys/store.js";
 import { Counters, type Logger, RateLimitedLog } from "../logging.js";
 import { writePendingKey } from "./pending.js";
@@ -23,9 +25,11 @@ import type { ZapPeer, ZapRegistry } from "./zap.js";
  * authorized/monitors → "submit", authorized/subscribers → "feed", revoked/ wins everywhere.
  *
  * The ZAP handler calls `lookup` for every handshake, so the answer comes from memory. The directory
- * is polled; a change is loaded as a whole and swapped in only if every file parses, so an operator
- * copying a file (seen half-written) or a broken file never opens or closes anything: the previous
- * set keeps serving and the error is logged until the directory is fixed.
+ * is polled and a change is loaded at once. Threat: a set kept whole because one entry is bad keeps
+ * every revoked or removed key working for as long as the bad entry stays. So removals and
+ * revocations always apply; a bad entry (a file others may write, unparseable, half-written, a
+ * duplicate) is skipped, counted and logged until it is fixed, and revoked/ fails closed
+ * (src/keys/store.ts). pending/ is bookkeeping: an error there never stops a load.
  *
  * When an authorized key disappears from a domain, `onRemoved(domain)` fires after the new set is
  * in place; the owner then re-binds that domain's endpoints so live sessions of the key end (ZAP
@@ -33,15 +37,19 @@ import type { ZapPeer, ZapRegistry } from "./zap.js";
  */
 export const ROLE_OF_DOMAIN: Readonly<Record<ZapDomain, Role>> = { submit: "monitor", feed: "subscriber" };
 
-export type ReloadResult = { ok: true; removed: ZapDomain[] } | { ok: false; error: Error };
+export type ReloadResult =
+  | { ok: true; removed: ZapDomain[]; skipped: SkippedEntry[] }
+  | { ok: false; error: Error };
 
 export interface AccessControlOptions {
   logger: Logger;
   counters?: Counters;
   /** How often the directory is checked for changes; 0 disables polling (call `reload()`). */
   pollMs?: number;
-  /** At most this many keys under pending/ (files already there count); others are dropped. */
+  /** At most this many keys under pending/ (files already there count); the oldest make room. */
   maxPending?: number;
+  /** At most this many pending keys per peer address; its oldest makes room for a new one. */
+  maxPendingPerAddress?: number;
   /** At most one pending/ write per key per this interval. */
   pendingWriteIntervalMs?: number;
   /** A key that was allowed in `domain` no longer is: re-bind that domain's endpoints. */
@@ -69,6 +77,8 @@ interface PendingRecord {
   firstSeen: string;
   lastSeen: string;
   attempts: number;
+  /** `now()` of the last attempt: the record least recently seen makes room first. */
+  seenAt: number;
   /** `now()` of the last write started; -Infinity before the first. */
   lastWrite: number;
   /** `now()` when the last write finished (or failed). */
@@ -79,16 +89,21 @@ interface PendingRecord {
 }
 
 export class AccessControl implements ZapRegistry {
+  private set: KeySet;
   private index: Index;
+  private skippedEntries: SkippedEntry[] = [];
   private signature = "";
   private readonly counters: Counters;
   private readonly log: Logger;
   private readonly errorLog = new RateLimitedLog(60_000, 1);
   private readonly dropLog = new RateLimitedLog(60_000, 1);
+  private readonly skipLog = new RateLimitedLog(300_000, 1);
   private readonly now: () => number;
   private readonly pending = new Map<string, PendingRecord>();
-  private pendingOnDisk = new Set<string>();
+  /** Files under pending/ by id, with their mtime: the last-seen of a record from an earlier run. */
+  private pendingOnDisk = new Map<string, number>();
   private readonly writes = new Set<Promise<void>>();
+  private readonly removals = new Map<string, Promise<void>>();
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private isClosed = false;
@@ -96,26 +111,27 @@ export class AccessControl implements ZapRegistry {
   private constructor(
     readonly keysDir: string,
     private readonly options: AccessControlOptions,
-    loaded: { set: KeySet; signature: string; pendingIds: Set<string> },
+    loaded: { set: KeySet; signature: string },
   ) {
     this.counters = options.counters ?? new Counters();
     this.log = options.logger.child({ component: "access" });
     this.now = options.now ?? Date.now;
+    this.set = loaded.set;
     this.index = buildIndex(loaded.set);
     this.signature = loaded.signature;
-    this.pendingOnDisk = loaded.pendingIds;
   }
 
-  /** Loads the directory (a broken one refuses to start) and starts watching it. */
+  /**
+   * Loads the directory and starts watching it. Bad entries are skipped and logged; only a revoked/
+   * that cannot be listed refuses to start (what is revoked would be unknown).
+   */
   static async open(keysDir: string, options: AccessControlOptions): Promise<AccessControl> {
-    const signature = await directorySignature(keysDir);
-    const set = await loadKeySet(keysDir);
-    const access = new AccessControl(keysDir, options, {
-      set,
-      signature,
-      pendingIds: await pendingIds(keysDir),
-    });
-    access.log.info(access.index.counts, "keys loaded");
+    const signature = await directorySignature(watchedDirs(keysDir));
+    const { set, skipped } = await loadKeySet(keysDir);
+    const access = new AccessControl(keysDir, options, { set, signature });
+    access.log.info({ ...access.index.counts, skipped: skipped.length }, "keys loaded");
+    access.reportSkipped(skipped);
+    await access.readPending();
     access.schedule();
     return access;
   }
@@ -143,6 +159,11 @@ export class AccessControl implements ZapRegistry {
     return this.index.counts;
   }
 
+  /** The entries the last load left out, and why. */
+  get skipped(): readonly SkippedEntry[] {
+    return this.skippedEntries;
+  }
+
   /** Loads the directory now, whether or not it changed. Serialised with the poller. */
   reload(): Promise<ReloadResult> {
     return this.serialise(() => this.load());
@@ -151,7 +172,9 @@ export class AccessControl implements ZapRegistry {
   /**
    * Records an unknown key under pending/ for `f2bz keys pending|accept`. Called from the ZAP
    * handler: returns at once, the write runs in the background. Threat: a scanner cycling keys
-   * would fill the disk, so the number of files and the write rate per key are bounded.
+   * would fill the disk, so the number of files and the write rate per key are bounded; and it
+   * would fill those slots so that a genuine new node is never recorded, so a full pending/ makes
+   * room by dropping its least recently seen key, and one address holds only a few slots.
    */
   readonly recordUnknown = (domain: ZapDomain, address: string, curvePublic: Uint8Array): void => {
     if (this.isClosed) return;
@@ -160,7 +183,7 @@ export class AccessControl implements ZapRegistry {
     const now = this.now();
     let record = this.pending.get(id);
     if (!record) {
-      if (!this.pendingOnDisk.has(id) && this.pendingCount() >= (this.options.maxPending ?? 100)) {
+      if (!this.pendingOnDisk.has(id) && !this.makeRoom(address)) {
         this.counters.inc("access.pending_dropped");
         const suppressed = this.dropLog.allow("limit");
         if (suppressed !== undefined) {
@@ -179,6 +202,7 @@ export class AccessControl implements ZapRegistry {
         address: "",
         firstSeen: seen,
         lastSeen: seen,
+        seenAt: now,
         attempts: 0,
         lastWrite: Number.NEGATIVE_INFINITY,
         settled: Number.NEGATIVE_INFINITY,
@@ -190,14 +214,17 @@ export class AccessControl implements ZapRegistry {
     record.attempts++;
     record.address = address;
     record.lastSeen = new Date(now).toISOString();
+    record.seenAt = now;
     if (record.writing || now - record.lastWrite < (this.options.pendingWriteIntervalMs ?? 5_000)) return;
     record.lastWrite = now;
     record.writing = true;
     const known = this.index.known.get(hex);
-    const write = writePendingKey(this.keysDir, record, ROLE_OF_DOMAIN[record.domain], known)
+    // After an eviction of the same id still in flight, so that it cannot delete this write.
+    const write = (this.removals.get(id) ?? Promise.resolve())
+      .then(() => writePendingKey(this.keysDir, record, ROLE_OF_DOMAIN[record.domain], known))
       .then(() => {
         this.counters.inc("access.pending_written");
-        this.pendingOnDisk.add(record.id);
+        this.pendingOnDisk.set(record.id, record.seenAt);
       })
       .catch((error: unknown) => {
         this.counters.inc("access.pending_write_failed");
@@ -244,30 +271,45 @@ export class AccessControl implements ZapRegistry {
   private async poll(): Promise<void> {
     if (this.isClosed) return;
     try {
-      const started = this.now();
-      this.pendingOnDisk = await pendingIds(this.keysDir);
-      this.prunePending(started);
-      if ((await directorySignature(this.keysDir)) !== this.signature) await this.load();
+      if ((await directorySignature(watchedDirs(this.keysDir))) !== this.signature) await this.load();
+      await this.readPending();
     } catch (error) {
-      this.reportError(error, "cannot read the key directory, keeping the previous keys");
+      this.reportError(error, "cannot poll the key directory");
     }
+  }
+
+  /** pending/ as it is on disk; when it cannot be read, the last listing stands. */
+  private async readPending(): Promise<void> {
+    const started = this.now();
+    try {
+      this.pendingOnDisk = await pendingFiles(this.keysDir);
+    } catch (error) {
+      this.counters.inc("access.pending_unreadable");
+      this.reportError(error, "cannot list pending keys");
+      return;
+    }
+    this.prunePending(started);
   }
 
   private async load(): Promise<ReloadResult> {
     let result: ReloadResult;
     try {
       // Taken before reading: a change during the load shows up as a new signature next poll.
-      const signature = await directorySignature(this.keysDir);
-      const next = buildIndex(await loadKeySet(this.keysDir));
+      const signature = await directorySignature(watchedDirs(this.keysDir));
+      const { set, skipped } = await loadKeySet(this.keysDir, this.set);
+      const next = buildIndex(set);
       const removed = removedDomains(this.index, next);
+      this.set = set;
       this.index = next;
       this.signature = signature;
-      this.log.info({ ...next.counts, removed }, "keys reloaded");
+      this.log.info({ ...next.counts, removed, skipped: skipped.length }, "keys reloaded");
       this.counters.inc("access.reloads");
-      result = { ok: true, removed };
+      this.reportSkipped(skipped);
+      result = { ok: true, removed, skipped };
     } catch (error) {
+      // Only a fault of the process itself gets here: loadKeySet never fails for an entry.
       this.counters.inc("access.reload_failed");
-      this.reportError(error, "key directory not reloaded, keeping the previous keys");
+      this.reportError(error, "key directory not reloaded");
       result = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
     }
     if (result.ok) {
@@ -291,10 +333,67 @@ export class AccessControl implements ZapRegistry {
     if (suppressed !== undefined) this.log.error({ error: text, suppressed }, message);
   }
 
+  /** Every skipped entry is counted on each load and logged, at most once per file every 5 min. */
+  private reportSkipped(skipped: SkippedEntry[]): void {
+    this.skippedEntries = skipped;
+    if (skipped.length > 0) this.counters.inc("access.keys_skipped", skipped.length);
+    for (const entry of skipped) {
+      const suppressed = this.skipLog.allow(`${entry.file}\n${entry.reason}`);
+      if (suppressed !== undefined) {
+        this.log.warn({ file: entry.file, reason: entry.reason, suppressed }, "key skipped");
+      }
+    }
+  }
+
   private pendingCount(): number {
     let count = this.pendingOnDisk.size;
     for (const id of this.pending.keys()) if (!this.pendingOnDisk.has(id)) count++;
     return count;
+  }
+
+  /**
+   * Room for a new pending key from `address`: the address's least recently seen key goes when it
+   * holds its share, then the least recently seen of all while pending/ is full. A record being
+   * written is never chosen; false when nothing can go.
+   */
+  private makeRoom(address: string): boolean {
+    const ofAddress = [...this.pending.values()].filter((r) => r.address === address && !r.writing);
+    const heldByAddress = [...this.pending.values()].filter((r) => r.address === address).length;
+    if (heldByAddress >= (this.options.maxPendingPerAddress ?? 4)) {
+      const oldest = ofAddress.sort((a, b) => a.seenAt - b.seenAt)[0];
+      if (!oldest) return false;
+      this.evict(oldest.id);
+    }
+    while (this.pendingCount() >= (this.options.maxPending ?? 100)) {
+      let oldest: { id: string; seenAt: number } | undefined;
+      for (const r of this.pending.values()) {
+        if (!r.writing && (!oldest || r.seenAt < oldest.seenAt)) oldest = r;
+      }
+      for (const [id, mtime] of this.pendingOnDisk) {
+        // Only the publisher's own records: a file an operator put there is not ours to delete.
+        if (!this.pending.has(id) && PENDING_ID.test(id) && (!oldest || mtime < oldest.seenAt)) {
+          oldest = { id, seenAt: mtime };
+        }
+      }
+      if (!oldest) return false;
+      this.evict(oldest.id);
+    }
+    return true;
+  }
+
+  private evict(id: string): void {
+    this.pending.delete(id);
+    this.pendingOnDisk.delete(id);
+    this.counters.inc("access.pending_evicted");
+    const removal = fs
+      .rm(path.join(pendingDir(this.keysDir), `${id}.key`), { force: true })
+      .catch((error: unknown) => this.log.error({ err: error, id }, "cannot remove pending key"))
+      .finally(() => {
+        if (this.removals.get(id) === removal) this.removals.delete(id);
+        this.writes.delete(removal);
+      });
+    this.removals.set(id, removal);
+    this.writes.add(removal);
   }
 
   /** Forgets records whose file is gone (accepted or deleted) once their last write has landed. */
@@ -343,41 +442,31 @@ function removedDomains(before: Index, after: Index): ZapDomain[] {
   return removed;
 }
 
-/**
- * Names, inode, size, mtime and mode of every key file: cheap to take every poll, and it changes
- * whenever a file is added, removed, renamed or rewritten (rename-over changes the inode).
- */
-async function directorySignature(keysDir: string): Promise<string> {
-  const parts: string[] = [];
-  for (const dir of [roleDir(keysDir, "monitor"), roleDir(keysDir, "subscriber"), revokedDir(keysDir)]) {
-    let names: string[];
-    try {
-      names = (await fs.readdir(dir)).filter((n) => n.endsWith(".key")).sort();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-      parts.push(`${dir} absent`);
-      continue;
-    }
-    for (const name of names) {
-      const file = path.join(dir, name);
-      try {
-        const st = await fs.lstat(file, { bigint: true });
-        parts.push(`${file} ${st.ino} ${st.size} ${st.mtimeNs} ${st.mode}`);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-        parts.push(`${file} gone`);
-      }
-    }
-  }
-  return parts.join("\n");
-}
+const watchedDirs = (keysDir: string): string[] => [
+  roleDir(keysDir, "monitor"),
+  roleDir(keysDir, "subscriber"),
+  revokedDir(keysDir),
+];
 
-async function pendingIds(keysDir: string): Promise<Set<string>> {
+const PENDING_ID = /^[0-9a-f]{16}$/;
+
+/** Files under pending/ by id, with their mtime in ms. */
+async function pendingFiles(keysDir: string): Promise<Map<string, number>> {
+  const dir = pendingDir(keysDir);
+  let names: string[];
   try {
-    const names = await fs.readdir(pendingDir(keysDir));
-    return new Set(names.filter((n) => n.endsWith(".key")).map((n) => n.slice(0, -".key".length)));
+    names = (await fs.readdir(dir)).filter((n) => n.endsWith(".key"));
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return new Set();
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return new Map();
     throw error;
   }
+  const files = new Map<string, number>();
+  for (const name of names) {
+    const mtime = await fs.lstat(path.join(dir, name)).then(
+      (st) => st.mtimeMs,
+      () => undefined,
+    );
+    if (mtime !== undefined) files.set(name.slice(0, -".key".length), mtime);
+  }
+  return files;
 }

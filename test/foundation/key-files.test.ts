@@ -261,7 +261,7 @@ test("a secret key in a directory others may write is refused, as ssh's StrictMo
   t.is(error?.message, `key directory '${keys}' is owned by uid 65534, expected uid 0 or root`);
 });
 
-test("authorized and revoked keys are access tokens: writable by others, they are refused", async (t) => {
+test("authorized and revoked keys are access tokens: writable by others, they are skipped and reported", async (t) => {
   const { ensureLayout, loadKeySet, roleDir } = await import("../../src/keys/store.js");
   const dir = await tempDir(t);
   const keys = path.join(dir, "keys");
@@ -270,24 +270,27 @@ test("authorized and revoked keys are access tokens: writable by others, they ar
   const authorized = path.join(roleDir(keys, "subscriber"), "web1.key");
   await writeFile(authorized, await readFile(publicFile));
   await chmod(authorized, 0o644);
-  t.is((await loadKeySet(keys)).subscribers.length, 1);
+  t.is((await loadKeySet(keys)).set.subscribers.length, 1);
 
   await chmod(authorized, 0o664);
-  const file = await t.throwsAsync(loadKeySet(keys), { instanceOf: F2bzError });
-  t.is(file?.code, "KEY_PERMISSIONS");
-  t.is(
-    file?.message,
-    `key file '${authorized}' has mode 0664, expected no write permission for group or others`,
-  );
+  const file = await loadKeySet(keys);
+  t.is(file.set.subscribers.length, 0);
+  t.deepEqual(file.skipped, [
+    {
+      file: authorized,
+      code: "KEY_PERMISSIONS",
+      reason: `key file '${authorized}' has mode 0664, expected no write permission for group or others`,
+    },
+  ]);
   await chmod(authorized, 0o644);
 
   const revoked = path.join(keys, "revoked");
   await chmod(revoked, 0o777);
-  const directory = await t.throwsAsync(loadKeySet(keys), { instanceOf: F2bzError });
-  t.is(
-    directory?.message,
-    `key directory '${revoked}' has mode 0777, expected no write permission for group or others`,
+  const directory = await loadKeySet(keys);
+  t.deepEqual(
+    directory.skipped.map((s) => s.reason),
+    [`key directory '${revoked}' has mode 0777, expected no write permission for group or others`],
   );
   await chmod(revoked, 0o755);
-  t.is((await loadKeySet(keys)).subscribers.length, 1);
+  t.is((await loadKeySet(keys)).set.subscribers.length, 1);
 });

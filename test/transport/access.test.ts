@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import test from "ava";
@@ -9,9 +10,11 @@ import { parseZpl } from "../../src/keys/zpl.js";
 import { Counters } from "../../src/logging.js";
 import { AccessControl } from "../../src/transport/access.js";
 import type { ZapDomain } from "../../src/transport/sockets.js";
+import { waitFor } from "../harness/wait.js";
 import {
   authorize,
   callbackWaiter,
+  captureLogger,
   identity,
   keysCli,
   keysDir,
@@ -48,11 +51,43 @@ test("the registry maps each directory to its domain, and revoked/ wins by key a
   t.deepEqual(access.counts, { monitors: 1, subscribers: 1, revoked: 2 });
 });
 
-test("a broken directory refuses to start", async (t) => {
+test("bad entries at start are skipped, counted and logged; the others load", async (t) => {
   const dir = await keysDir(t);
-  await fs.writeFile(path.join(roleDir(dir, "subscriber"), "bad.key"), 'curve\n    public-key = "short"\n');
+  const [good, twin] = await Promise.all(["good", "twin"].map((n) => identity(n)));
+  await authorize(dir, "subscriber", good!);
+  await authorize(dir, "subscriber", good!, "zz-copy");
+  await authorize(dir, "subscriber", twin!);
+  await fs.chmod(path.join(roleDir(dir, "subscriber"), "twin.key"), 0o664);
+  const bad = path.join(roleDir(dir, "subscriber"), "bad.key");
+  await fs.writeFile(bad, 'curve\n    public-key = "short"\n');
+  const counters = new Counters();
+  const { logger, lines } = captureLogger();
+  const { access } = await openAccess(t, dir, { pollMs: 0, counters, logger });
+
+  t.deepEqual(access.lookup("feed", good!.curvePublic), { nodeId: good!.nodeId, name: "good" });
+  t.is(access.lookup("feed", twin!.curvePublic), undefined);
+  const files = ["bad.key", "twin.key", "zz-copy.key"].map((n) => path.join(roleDir(dir, "subscriber"), n));
+  t.deepEqual(
+    access.skipped.map((s) => [s.file, s.code]),
+    [
+      [files[0], "KEY_INVALID"],
+      [files[1], "KEY_PERMISSIONS"],
+      [files[2], "KEY_DUPLICATE"],
+    ],
+  );
+  t.is(counters.get("access.keys_skipped"), 3);
+  t.deepEqual(
+    lines.filter((l) => l.msg === "key skipped").map((l) => l.file),
+    files,
+  );
+});
+
+test("a revoked/ that cannot be listed refuses to start: what is revoked would be unknown", async (t) => {
+  const dir = await keysDir(t);
+  await fs.rm(revokedDir(dir), { recursive: true });
+  await fs.writeFile(revokedDir(dir), "not a directory\n");
   const error = await t.throwsAsync(AccessControl.open(dir, { logger: silentLogger(), pollMs: 0 }));
-  t.true(error instanceof F2bzError && error.code === "KEY_INVALID");
+  t.true(error instanceof F2bzError && error.code === "IO_FAILED", String(error));
 });
 
 test("changes are picked up by polling; removals and revocations name their domain", async (t) => {
@@ -82,28 +117,118 @@ test("changes are picked up by polling; removals and revocations name their doma
   t.deepEqual(removed.calls, ["feed", "submit"]);
 });
 
-test("a broken key file during reload keeps the previous set until the directory is fixed", async (t) => {
+test("a bad entry never holds back a removal or a revocation: it alone is skipped", async (t) => {
   const dir = await keysDir(t);
-  const [old, added] = await Promise.all(["old", "added"].map((n) => identity(n)));
-  await authorize(dir, "subscriber", old!);
+  const [kept, removedKey, revokedKey, added, stray] = await Promise.all(
+    ["kept", "removed", "revoked", "added", "stray"].map((n) => identity(n)),
+  );
+  for (const node of [kept!, removedKey!, revokedKey!]) await authorize(dir, "subscriber", node);
   const counters = new Counters();
   const removed = callbackWaiter<ZapDomain>();
   const { access, reloads } = await openAccess(t, dir, { counters, onRemoved: removed.callback });
 
-  const broken = path.join(roleDir(dir, "subscriber"), "broken.key");
-  await fs.writeFile(broken, "metadata\n\tname = oops\n");
+  // Issue 10: one file others may write kept the whole previous set, revoked keys included.
+  await fs.chmod(await authorize(dir, "subscriber", stray!), 0o664);
+  await fs.writeFile(path.join(roleDir(dir, "subscriber"), "broken.key"), "metadata\n\tname = oops\n");
+  await fs.unlink(path.join(roleDir(dir, "subscriber"), "removed.key"));
+  await revoke(dir, "subscriber", "revoked");
   await authorize(dir, "subscriber", added!);
-  const failed = await reloads.waitFor((r) => !r.ok, "a failed reload");
-  t.regex(failed.ok ? "" : failed.error.message, /broken\.key/);
-  t.truthy(access.lookup("feed", old!.curvePublic));
-  // All or nothing: the valid file next to the broken one waits too.
-  t.is(access.lookup("feed", added!.curvePublic), undefined);
-  t.true(counters.get("access.reload_failed") >= 1);
+  const loaded = await reloads.waitFor(
+    () => access.lookup("feed", added!.curvePublic) !== undefined,
+    "the reload with the added key",
+  );
+  t.true(loaded.ok);
+  t.is(access.lookup("feed", removedKey!.curvePublic), undefined);
+  t.is(access.lookup("feed", revokedKey!.curvePublic), undefined);
+  t.true(access.isRevoked(revokedKey!.curvePublic));
+  t.is(access.lookup("feed", stray!.curvePublic), undefined);
+  t.truthy(access.lookup("feed", kept!.curvePublic));
+  await removed.waitFor((d) => d === "feed", "onRemoved(feed)");
+  t.deepEqual(
+    access.skipped.map((s) => path.basename(s.file)),
+    ["broken.key", "stray.key"],
+  );
+  t.true(counters.get("access.keys_skipped") >= 2);
+  t.is(counters.get("access.reload_failed"), 0);
+});
 
-  await fs.unlink(broken);
-  await reloads.waitFor(() => access.lookup("feed", added!.curvePublic) !== undefined, "the fixed directory");
-  t.truthy(access.lookup("feed", old!.curvePublic));
-  t.deepEqual(removed.calls, []);
+test("an entry that turns bad is skipped: its key is cut off, not kept", async (t) => {
+  const dir = await keysDir(t);
+  const node = await identity("web1");
+  const file = await authorize(dir, "subscriber", node);
+  const removed = callbackWaiter<ZapDomain>();
+  const { access } = await openAccess(t, dir, { onRemoved: removed.callback });
+  t.truthy(access.lookup("feed", node.curvePublic));
+  await fs.chmod(file, 0o666);
+  await removed.waitFor((d) => d === "feed", "onRemoved(feed)");
+  t.is(access.lookup("feed", node.curvePublic), undefined);
+});
+
+test("revoked/ fails closed: a bad file keeps what it revoked, a directory others may write keeps every revocation", async (t) => {
+  const dir = await keysDir(t);
+  const [first, second, third] = await Promise.all(["first", "second", "third"].map((n) => identity(n)));
+  for (const node of [first!, second!, third!]) await authorize(dir, "subscriber", node);
+  await revoke(dir, "subscriber", "first");
+  await revoke(dir, "subscriber", "second");
+  // Authorized again under another name: only revoked/ keeps them out.
+  await authorize(dir, "subscriber", first!, "first-again");
+  await authorize(dir, "subscriber", second!, "second-again");
+  const { access, reloads } = await openAccess(t, dir);
+  t.true(access.isRevoked(first!.curvePublic));
+  t.true(access.isRevoked(second!.curvePublic));
+
+  // Unparseable now: the revocation it held stays.
+  await fs.writeFile(path.join(revokedDir(dir), "first.key"), "garbage\n");
+  // Others may write it now: still read for what it revokes.
+  await fs.chmod(path.join(revokedDir(dir), "second.key"), 0o666);
+  await revoke(dir, "subscriber", "third");
+  await reloads.waitFor(() => access.isRevoked(third!.curvePublic), "third's revocation");
+  t.true(access.isRevoked(first!.curvePublic));
+  t.is(access.lookup("feed", first!.curvePublic), undefined);
+  t.true(access.isRevoked(second!.curvePublic));
+  t.is(access.lookup("feed", second!.curvePublic), undefined);
+  t.deepEqual(
+    access.skipped.map((s) => path.basename(s.file)),
+    ["first.key", "second.key"],
+  );
+
+  // Others may write revoked/: a deletion there cannot be trusted, every revocation stays.
+  await fs.chmod(revokedDir(dir), 0o777);
+  t.teardown(() => fs.chmod(revokedDir(dir), 0o755));
+  await fs.unlink(path.join(revokedDir(dir), "third.key"));
+  await reloads.waitFor(
+    (r) => r.ok && r.skipped.some((s) => s.file === revokedDir(dir)),
+    "the reload that skips revoked/",
+  );
+  t.true(access.isRevoked(third!.curvePublic));
+  t.true(access.isRevoked(first!.curvePublic));
+
+  // Trusted again: the operator's deletion lifts the revocation.
+  await fs.chmod(revokedDir(dir), 0o755);
+  await authorize(dir, "subscriber", third!, "third-again");
+  await reloads.waitFor(
+    () => access.lookup("feed", third!.curvePublic) !== undefined,
+    "third to be admitted again",
+  );
+  t.false(access.isRevoked(third!.curvePublic));
+});
+
+test("an error reading pending/ never stops a load", async (t) => {
+  const dir = await keysDir(t);
+  const node = await identity("web1");
+  await authorize(dir, "subscriber", node);
+  const counters = new Counters();
+  const { access, reloads } = await openAccess(t, dir, { counters });
+  // Root reads any directory: a file where pending/ should be fails the listing for root too.
+  await fs.rm(pendingDir(dir), { recursive: true });
+  await fs.writeFile(pendingDir(dir), "not a directory\n");
+  await revoke(dir, "subscriber", "web1");
+  await reloads.waitFor(() => access.isRevoked(node.curvePublic), "the revocation");
+  t.is(access.lookup("feed", node.curvePublic), undefined);
+  await waitFor(() => (counters.get("access.pending_unreadable") > 0 ? true : undefined), {
+    timeoutMs: 8_000,
+    what: "the pending/ error to be counted",
+  });
 });
 
 test("an unknown key is recorded under pending/ in the format `keys pending` and `keys accept` read", async (t) => {
@@ -154,25 +279,52 @@ test("a key known in one role and seen in the other carries its verify key, so a
   t.is(access.lookup("submit", node.curvePublic)?.nodeId, node.nodeId);
 });
 
-test("pending/ is bounded: files already there count, extra keys are dropped and counted", async (t) => {
+test("a full pending/ drops its least recently seen key for a new one; files already there count", async (t) => {
   const dir = await keysDir(t);
   const [earlier, first, second] = await Promise.all(["a", "b", "c"].map((n) => identity(n)));
-  await fs.writeFile(
-    path.join(pendingDir(dir), `${pendingId(earlier!.curvePublic)}.key`),
-    "left by an earlier run\n",
-  );
+  const earlierFile = path.join(pendingDir(dir), `${pendingId(earlier!.curvePublic)}.key`);
+  await fs.writeFile(earlierFile, "left by an earlier run\n");
+  await fs.utimes(earlierFile, new Date("2025-01-01T00:00:00Z"), new Date("2025-01-01T00:00:00Z"));
   const counters = new Counters();
   const { access } = await openAccess(t, dir, { counters, maxPending: 2, pollMs: 0 });
   access.recordUnknown("feed", "192.0.2.1", first!.curvePublic);
+  await access.flushPending();
   access.recordUnknown("feed", "192.0.2.2", second!.curvePublic);
-  access.recordUnknown("feed", "192.0.2.1", first!.curvePublic); // known record: not dropped
+  access.recordUnknown("feed", "192.0.2.1", first!.curvePublic); // known record: no room needed
   await access.flushPending();
   t.deepEqual(
     (await fs.readdir(pendingDir(dir))).sort(),
-    [`${pendingId(earlier!.curvePublic)}.key`, `${pendingId(first!.curvePublic)}.key`].sort(),
+    [`${pendingId(first!.curvePublic)}.key`, `${pendingId(second!.curvePublic)}.key`].sort(),
   );
-  t.is(counters.get("access.pending_dropped"), 1);
-  t.is(counters.get("access.pending_written"), 1);
+  t.is(counters.get("access.pending_evicted"), 1);
+  t.is(counters.get("access.pending_dropped"), 0);
+  t.is(counters.get("access.pending_written"), 2);
+});
+
+test("after 100 scanner keys a genuine new node's key still lands in pending/", async (t) => {
+  const dir = await keysDir(t);
+  const counters = new Counters();
+  const { access } = await openAccess(t, dir, { counters, pollMs: 0 });
+  // Issue 10: unknown keys filled the 100 slots and every later key was dropped.
+  for (let i = 0; i < 100; i++) access.recordUnknown("feed", `198.51.100.${i}`, randomBytes(32));
+  await access.flushPending();
+  // One address cycling keys holds only a few slots.
+  for (let i = 0; i < 20; i++) access.recordUnknown("feed", "203.0.113.66", randomBytes(32));
+  await access.flushPending();
+  t.is((await fs.readdir(pendingDir(dir))).length, 100);
+
+  const dropped = counters.get("access.pending_dropped");
+  const genuine = await identity("web7");
+  access.recordUnknown("feed", "192.0.2.7", genuine.curvePublic);
+  await access.flushPending();
+  const files = await fs.readdir(pendingDir(dir));
+  t.true(files.includes(`${pendingId(genuine.curvePublic)}.key`));
+  t.is(files.length, 100);
+  const fromScanner = await Promise.all(
+    files.map(async (f) => parseZpl(await fs.readFile(path.join(pendingDir(dir), f), "utf8"))),
+  );
+  t.is(fromScanner.filter((e) => e.get("metadata/address") === "203.0.113.66").length, 4);
+  t.is(counters.get("access.pending_dropped"), dropped);
 });
 
 test("at most one pending write per key per interval; attempts and first-seen survive a restart", async (t) => {

@@ -1,0 +1,100 @@
+import { directorySignature, scanEntries } from "../keys/store.js";
+import { type Counters, type Logger, RateLimitedLog } from "../logging.js";
+
+export interface OriginsOptions {
+  logger: Logger;
+  counters: Counters;
+  /** How often the directory is checked for changes; 0 disables polling (call `reload()`). */
+  pollMs?: number;
+}
+
+/**
+ * `subscriber.origins`: the monitors this subscriber itself trusts to originate events. Threat: a
+ * monitor key removed from the directory (a compromised node) that keeps its events applied until
+ * a restart. So the directory is polled like the publisher's: removals apply at once, a bad entry
+ * (a file others may write, unparseable) is skipped and logged, and a directory others may write
+ * or that cannot be read trusts nobody.
+ */
+export class OriginsWatcher {
+  private trusted: ReadonlySet<string> = new Set();
+  private signature = "";
+  private timer: NodeJS.Timeout | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private isClosed = false;
+  private readonly log: Logger;
+  private readonly skipLog = new RateLimitedLog(300_000, 1);
+
+  private constructor(
+    readonly dir: string,
+    private readonly options: OriginsOptions,
+  ) {
+    this.log = options.logger.child({ component: "origins" });
+  }
+
+  static async open(dir: string, options: OriginsOptions): Promise<OriginsWatcher> {
+    const watcher = new OriginsWatcher(dir, options);
+    await watcher.load();
+    watcher.schedule();
+    return watcher;
+  }
+
+  /** Whether `origin` (a node id) is a monitor listed in the directory. */
+  has(origin: string): boolean {
+    return this.trusted.has(origin);
+  }
+
+  get size(): number {
+    return this.trusted.size;
+  }
+
+  /** Loads the directory now. Serialised with the poller. */
+  reload(): Promise<void> {
+    const next = this.chain.then(() => this.load());
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  /** Stops polling. Idempotent. */
+  async close(): Promise<void> {
+    this.isClosed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.chain;
+  }
+
+  private schedule(): void {
+    const pollMs = this.options.pollMs ?? 1_000;
+    if (this.isClosed || pollMs <= 0) return;
+    this.timer = setTimeout(() => {
+      this.chain = this.chain
+        .then(async () => {
+          if ((await directorySignature([this.dir])) !== this.signature) await this.load();
+        })
+        .catch((error: unknown) => this.log.error({ err: error }, "cannot poll the origins directory"))
+        .finally(() => this.schedule());
+    }, pollMs);
+    this.timer.unref();
+  }
+
+  private async load(): Promise<void> {
+    // Taken before reading: a change during the load shows up as a new signature next poll.
+    const signature = await directorySignature([this.dir]);
+    const scan = await scanEntries(this.dir, { authorized: true });
+    const entries = scan.directory ? [] : scan.entries.filter((e) => e.signPublic);
+    const before = this.trusted;
+    this.trusted = new Set(entries.map((e) => e.nodeId));
+    this.signature = signature;
+    const removed = [...before].filter((o) => !this.trusted.has(o)).length;
+    this.log.info(
+      { dir: this.dir, origins: this.trusted.size, removed, skipped: scan.skipped.length },
+      "origin keys loaded",
+    );
+    if (scan.skipped.length > 0) this.options.counters.inc("origins.keys_skipped", scan.skipped.length);
+    for (const entry of scan.skipped) {
+      const suppressed = this.skipLog.allow(`${entry.file}\n${entry.reason}`);
+      if (suppressed !== undefined) {
+        this.log.warn({ file: entry.file, reason: entry.reason, suppressed }, "key skipped");
+      }
+    }
+  }
+}
