@@ -1,6 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type * as zmq from "zeromq";
 import { F2bzError, quote } from "../errors.js";
+import { adoptListener, tcpPort } from "./listener-handover.js";
 
 /**
  * A server socket bound at one address that can be re-bound to drop every live connection.
@@ -15,16 +16,24 @@ import { F2bzError, quote } from "../errors.js";
  * - the async `unbind`/`bind` run `zmq_unbind` on a libuv worker thread, while a pending receive
  *   may call `zmq_msg_recv` on the main thread (libzmq sockets are not thread safe), and any
  *   `send()`/`receive()` started meanwhile throws EBUSY, which would end a `for await` loop.
- * Closing the old socket ends its receive loops cleanly; the new one is bound synchronously on the
- * main thread at the same concrete address (a `*` port resolved once), so clients find it again.
- * tcp waits for libzmq to release the port (EADDRINUSE until then); an ipc bind takes over the
- * path at once (libzmq unlinks a stale socket file before binding, and does not unlink on close).
- * Between the close and the bind, another process could take the port: the rebind then fails
- * with BIND_FAILED, and the owner should stop (a restart re-binds from configuration).
+ *
+ * Threat (issue 10, finding 7): closing the old socket before binding the new one leaves the port
+ * free for a moment, and a local unprivileged process that binds it then holds the endpoint. So a
+ * tcp rebind hands the listening socket over (`adoptListener`): the new socket adopts it while the
+ * old one still listens, then the old one closes with its connections; the port is never free and
+ * connects in between wait in the backlog. Only if the hand-over fails (no /proc, no child
+ * process) does it fall back to close + bind, which waits for libzmq to release the port
+ * (EADDRINUSE until then); an ipc bind takes over the path at once (libzmq unlinks a stale socket
+ * file before binding). A fallback that loses the port fails with BIND_FAILED and closes the
+ * endpoint: the owner must then exit non-zero, so that the service manager restarts it.
  */
 export interface BoundEndpointOptions {
-  /** How long a rebind waits for libzmq to release the old listening port. Default 5000 ms. */
+  /** How long a fallback rebind waits for libzmq to release the old listening port. Default 5000 ms. */
   rebindTimeoutMs?: number;
+  /** Default true. Off, a tcp rebind closes and binds again (the old behaviour, for comparison). */
+  handover?: boolean;
+  /** Told when a hand-over failed and the rebind falls back to close + bind. */
+  onHandoverFailed?: (error: unknown) => void;
 }
 
 export class BoundEndpoint<S extends zmq.Socket> {
@@ -41,7 +50,7 @@ export class BoundEndpoint<S extends zmq.Socket> {
     socket: S,
     /** The concrete address, e.g. `tcp://127.0.0.1:41234` for `tcp://127.0.0.1:*`. */
     readonly address: string,
-    private readonly rebindTimeoutMs: number,
+    private readonly options: BoundEndpointOptions,
   ) {
     this.current = socket;
   }
@@ -60,7 +69,7 @@ export class BoundEndpoint<S extends zmq.Socket> {
       throw bindFailed(address, error);
     }
     const concrete = socket.lastEndpoint ?? address;
-    return new BoundEndpoint(create, socket, concrete, options.rebindTimeoutMs ?? 5_000);
+    return new BoundEndpoint(create, socket, concrete, options);
   }
 
   /**
@@ -112,14 +121,43 @@ export class BoundEndpoint<S extends zmq.Socket> {
 
   private async replace(): Promise<void> {
     if (this.isClosed) return;
+    if ((this.options.handover ?? true) && tcpPort(this.address) !== undefined) {
+      const fresh = this.create();
+      try {
+        await adoptListener(fresh, this.address);
+      } catch (error) {
+        fresh.close();
+        this.options.onHandoverFailed?.(error);
+        return this.closeThenBind();
+      }
+      if (this.isClosed) {
+        fresh.close();
+        return;
+      }
+      this.swap(fresh);
+      return;
+    }
+    return this.closeThenBind();
+  }
+
+  /** Swapped first: zeromq.js throws synchronously (EBADF) on a closed socket, and `socket` must never hand one out. */
+  private swap(fresh: S): void {
+    const old = this.current;
+    this.current = fresh;
+    old.close();
+    this.generationCount++;
+    this.signal();
+  }
+
+  private async closeThenBind(): Promise<void> {
+    if (this.isClosed) return;
     // Created before the old one closes: if this throws, the endpoint keeps serving as it was.
     const fresh = this.create();
     const old = this.current;
-    // Swapped first: zeromq.js throws synchronously (EBADF) on a closed socket, and `socket` must
-    // never hand one out. Until the bind, the fresh socket has no peers: PUB and ROUTER drop.
+    // Until the bind, the fresh socket has no peers: PUB and ROUTER drop.
     this.current = fresh;
     old.close();
-    const deadline = Date.now() + this.rebindTimeoutMs;
+    const deadline = Date.now() + (this.options.rebindTimeoutMs ?? 5_000);
     for (let wait = 1; ; wait = Math.min(wait * 2, 100)) {
       if (this.isClosed) return;
       try {
