@@ -195,7 +195,11 @@ function readMonitor(db: Db, configured: readonly string[]): MonitorState {
 }
 
 function readSubscriber(db: Db, configured: readonly string[]): SubscriberState {
-  const applied = db.prepare("SELECT count(*) AS n, min(expires) AS next FROM applied").get() as {
+  const applied = db
+    .prepare(
+      "SELECT count(*) AS n, min(until) AS next FROM (SELECT max(expires) AS until FROM holders GROUP BY jail, ip)",
+    )
+    .get() as {
     n: number;
     next: number | null;
   };

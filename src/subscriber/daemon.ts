@@ -5,13 +5,12 @@ import { Counters, type Logger, RateLimitedLog } from "../logging.js";
 import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
 import { ReplayGuard } from "../protocol/replay.js";
 import { assertCurve } from "../transport/sockets.js";
-import type { ActionRequest } from "./action.js";
 import { Checklist, type DropReason, jailMapper, type Source } from "./checklist.js";
 import { createAction } from "./create-action.js";
 import { hostOf, type LocalFail2ban, localFail2ban, resolveEntries } from "./local-fail2ban.js";
 import { OriginsWatcher } from "./origins.js";
 import { PublisherReceiver } from "./receiver.js";
-import { SubscriberStore } from "./store.js";
+import { type AppliedBan, SubscriberStore } from "./store.js";
 
 export type SubscriberSettings = Config & { subscriber: SubscriberConfig };
 
@@ -137,27 +136,44 @@ export async function startSubscriber(
     const { event, jail } = decision;
     if (event.kind === "ban") {
       const expires = Math.min(event.expires, Date.now() + config.events.maxBanTime);
+      const holder = { jail, ip: event.ip, origin: event.origin, source: event.jail, id: event.id, expires };
       // Ledger first: the `Ban` line fail2ban writes must already be known as the cluster's.
-      store.recordBan({ jail, ip: event.ip, id: event.id, origin: event.origin, expires });
-      log.info(
-        {
-          id: event.id,
-          origin: event.name,
-          jail,
-          ip: event.ip,
-          source,
-          expires: new Date(expires).toISOString(),
-        },
-        "ban received",
-      );
-      await action.apply([{ kind: "ban", jail, ip: event.ip, origin: event.origin, expires }]);
+      const first = store.addHolder(holder);
+      const fields = {
+        id: event.id,
+        origin: event.name,
+        jail,
+        ip: event.ip,
+        source,
+        expires: new Date(expires).toISOString(),
+      };
       scheduleExpiry();
+      if (!first) {
+        // Already banned here: the hold only keeps it banned until this origin releases it too.
+        counters.inc("bans.holder-added");
+        log.debug(fields, "another holder of a ban applied here");
+        return;
+      }
+      log.info(fields, "ban received");
+      await action.apply([{ kind: "ban", jail, ip: event.ip, origin: event.origin, expires }]);
     } else {
-      // Only what this subscriber applied for the same origin is lifted: never a ban fail2ban made
-      // on its own, nor another node's.
-      if (!store.recordUnban(jail, event.ip, Date.now(), event.origin)) {
+      // Only an origin's own hold is released: never a ban fail2ban made on its own, nor another
+      // node's; the address is lifted once no origin holds it.
+      const released = store.release(
+        { jail, ip: event.ip, origin: event.origin, source: event.jail },
+        Date.now(),
+      );
+      if (released.removed === 0) {
         counters.inc("dropped.unban-not-held");
         log.debug({ id: event.id, jail, ip: event.ip }, "unban of a ban not held here: ignored");
+        return;
+      }
+      if (released.lifted.length === 0) {
+        counters.inc("bans.holder-released");
+        log.debug(
+          { id: event.id, origin: event.name, jail, ip: event.ip },
+          "unban by one holder: still held by another",
+        );
         return;
       }
       log.info({ id: event.id, origin: event.name, jail, ip: event.ip }, "unban received");
@@ -167,23 +183,35 @@ export async function startSubscriber(
     }
   };
 
+  const unbanLifted = async (lifted: readonly AppliedBan[], why: string) => {
+    if (lifted.length === 0) return;
+    counters.inc("bans.expired", lifted.length);
+    log.info({ count: lifted.length, ips: lifted.map((b) => b.ip) }, why);
+    await action.apply(
+      lifted.map((b) => ({
+        kind: "unban" as const,
+        jail: b.jail,
+        ip: b.ip,
+        origin: b.origin,
+        expires: b.expires,
+      })),
+    );
+  };
+  // Unsigned, from the pinned publisher: releases only the hold of that very event id.
+  const onExpire = async (expiry: { ip: string; id: string }) => {
+    const released = store.release({ ip: expiry.ip, id: expiry.id }, Date.now());
+    if (released.removed > 0) counters.inc("expiry.released");
+    await unbanLifted(released.lifted, "bans lifted by the publisher's expiry");
+    scheduleExpiry();
+  };
+
   let expiryTimer: NodeJS.Timeout | undefined;
   let expiring: Promise<void> | undefined;
   let closed = false;
   const runExpiries = async () => {
     expiryTimer = undefined;
     if (closed) return;
-    const now = Date.now();
-    const requests: ActionRequest[] = [];
-    for (const ban of store.due(now)) {
-      if (!store.recordUnban(ban.jail, ban.ip, now)) continue;
-      requests.push({ kind: "unban", jail: ban.jail, ip: ban.ip, origin: ban.origin, expires: ban.expires });
-      counters.inc("bans.expired");
-    }
-    if (requests.length > 0) {
-      log.info({ count: requests.length, ips: requests.map((r) => r.ip) }, "expired bans lifted");
-      await action.apply(requests);
-    }
+    await unbanLifted(store.expire(Date.now()).lifted, "expired bans lifted");
     scheduleExpiry();
   };
   const expireNow = () => {
@@ -214,6 +242,7 @@ export async function startSubscriber(
         lastSeq: store.publisherSeq(p.feed),
         saveSeq: (seq) => store.setPublisherSeq(p.feed, seq),
         onEvent,
+        onExpire,
         logger,
         counters,
       }),

@@ -6,6 +6,7 @@ import { RateLimitedLog } from "../logging.js";
 import {
   decodeFeed,
   decodeSnapshotReply,
+  type Expiry,
   encodeSnapshotRequest,
   type FeedMessage,
   MAX_CHUNK_BYTES,
@@ -25,6 +26,11 @@ export interface ReceiverOptions {
   saveSeq: (seq: number) => void;
   /** Applies one signed event (checklist, then action); resolves once it is handed to the action. */
   onEvent: (payload: Buffer, signature: Buffer, source: "live" | "snapshot") => Promise<void>;
+  /**
+   * An expiry the publisher announced (a holder expired, or its origin was purged): unsigned, so
+   * it may lift only a hold under that very event id.
+   */
+  onExpire?: (expiry: Expiry) => Promise<void>;
   logger: Logger;
   counters: Counters;
   /** Per reply message of a snapshot (default 5 s). */
@@ -238,8 +244,17 @@ export class PublisherReceiver {
       return;
     }
     if (message.type === "update") await this.deliver(message.payload, message.signature, "live");
-    // Expiries need no action: every applied ban carries its own expiry, enforced locally.
+    if (message.type === "expire") await this.expire(message);
     this.setSeq(message.seq);
+  }
+
+  private async expire(message: Expiry): Promise<void> {
+    try {
+      await this.o.onExpire?.({ jail: message.jail, ip: message.ip, id: message.id });
+    } catch (error) {
+      this.o.counters.inc("event.failed");
+      this.problem("applying an expiry failed", { err: (error as Error).message });
+    }
   }
 
   private async deliver(payload: Buffer, signature: Buffer, source: "live" | "snapshot"): Promise<void> {

@@ -18,8 +18,42 @@ const MIGRATIONS = [
   CREATE TABLE publishers (endpoint TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
   ${LEDGER_SCHEMA}
   `,
+  // A ban has holders: every origin that banned the address keeps its own id and expiry, per
+  // local jail and ip, and the address is lifted only when the last one unbans or expires. Before,
+  // one row per (jail, ip) let another origin's unban lift it. `source` is the event's own jail
+  // (several map to one local jail): an origin's unban lifts only its hold from that jail. A row
+  // kept from schema 1 has no known source (''): its origin's unban from any jail lifts it.
+  `
+  CREATE TABLE holders (
+    jail TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (jail, ip, origin, source)
+  ) WITHOUT ROWID;
+  INSERT INTO holders (jail, ip, origin, source, id, expires)
+    SELECT jail, ip, origin, '', id, expires FROM applied;
+  DROP TABLE applied;
+  CREATE INDEX holders_expires ON holders (expires);
+  CREATE INDEX holders_id ON holders (id);
+  `,
 ];
 
+/** One origin's hold on a ban applied here. */
+export interface Holder {
+  /** The local jail the ban is applied in. */
+  jail: string;
+  ip: string;
+  origin: string;
+  /** The event's own jail. */
+  source: string;
+  id: string;
+  expires: number;
+}
+
+/** A ban applied here, as its longest holder holds it. */
 export interface AppliedBan {
   jail: string;
   ip: string;
@@ -28,10 +62,27 @@ export interface AppliedBan {
   expires: number;
 }
 
+/** Which holds to release: an origin's unban (of its ban from `source`), or one event id. */
+export type Release =
+  | { jail: string; ip: string; origin: string; source: string }
+  | { ip: string; id: string };
+
+export interface Released {
+  /** Holds removed. */
+  removed: number;
+  /** Bans whose last holder went: to unban locally. */
+  lifted: AppliedBan[];
+}
+
 /**
- * The subscriber's durable state: bans it applied with their expiry (fail2ban's `banip` takes no
- * duration, so the subscriber unbans them itself, also after a restart), event ids seen from any
- * publisher, the last sequence number per publisher, and the echo ledger the local monitor reads.
+ * The subscriber's durable state: the holders of each ban it applied, with their expiry (fail2ban's
+ * `banip` takes no duration, so the subscriber unbans itself, also after a restart), event ids
+ * seen from any publisher, the last sequence number per publisher, and the echo ledger the local
+ * monitor reads.
+ *
+ * Invariant: the local jail bans an address from its first holder to the last one's release; only
+ * those two moments reach fail2ban, so a holder added to a ban already applied calls nothing (no
+ * `Ban` line, no echo).
  */
 export class SubscriberStore {
   readonly db: Db;
@@ -67,63 +118,100 @@ export class SubscriberStore {
     this.db.prepare("DELETE FROM seen WHERE time < ?").run(before);
   }
 
-  /** Records a ban before it is applied, with its ledger entry, in one transaction. */
-  recordBan(ban: AppliedBan): void {
-    this.db.transaction(() => {
-      // A ban already held keeps the later of both expiries, and the ledger covers that one.
-      const { expires } = this.db
+  /**
+   * Records a hold before anything is applied, with its ledger entry, in one transaction. Returns
+   * whether it is the ban's first holder: only then is the ban applied locally.
+   */
+  addHolder(holder: Holder): boolean {
+    return this.db.transaction(() => {
+      const first = !this.isApplied(holder.jail, holder.ip);
+      // The same origin's hold from the same jail again (a new id after its expiry elsewhere, or
+      // through another publisher) keeps the later expiry.
+      this.db
         .prepare(
-          "INSERT INTO applied (jail, ip, id, origin, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT (jail, ip) DO UPDATE SET id = excluded.id, origin = excluded.origin, expires = max(expires, excluded.expires) RETURNING expires",
+          "INSERT INTO holders (jail, ip, origin, source, id, expires) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (jail, ip, origin, source) DO UPDATE SET id = excluded.id, expires = excluded.expires WHERE excluded.expires > expires",
         )
-        .get(ban.jail, ban.ip, ban.id, ban.origin, ban.expires) as { expires: number };
-      if (this.options.ledger) recordApplied(this.db, "ban", ban.jail, ban.ip, expires);
+        .run(holder.jail, holder.ip, holder.origin, holder.source, holder.id, holder.expires);
+      if (this.options.ledger) {
+        // Covers the ban until its last holder's expiry: fail2ban may lift it on its own before.
+        const { until } = this.db
+          .prepare("SELECT max(expires) AS until FROM holders WHERE jail = ? AND ip = ?")
+          .get(holder.jail, holder.ip) as { until: number };
+        recordApplied(this.db, "ban", holder.jail, holder.ip, until);
+      }
+      return first;
     })();
   }
 
   /**
-   * Records an unban before it is applied; returns whether the ban was one this subscriber held
-   * (and, with `origin`, placed by that origin).
-   * Only a held ban gets a ledger entry: an unban the subscriber does not apply must not make the
-   * local monitor take fail2ban's own later `Unban` of that address for the cluster's.
+   * Releases holds and returns the bans left without a holder, each recorded in the ledger as an
+   * unban before it is applied. Only a lifted ban gets a ledger entry: an unban the subscriber
+   * does not apply must not make the local monitor take fail2ban's own later `Unban` of that
+   * address for the cluster's.
    */
-  recordUnban(jail: string, ip: string, now: number, origin?: string): boolean {
-    return this.db.transaction(() => {
-      // An unban event lifts only a ban of its own origin (as at the publisher): one compromised
-      // monitor cannot clear the bans of the others. Expiry (no origin) lifts any.
-      const held =
-        (origin === undefined
-          ? this.db.prepare("DELETE FROM applied WHERE jail = ? AND ip = ?").run(jail, ip)
+  release(which: Release, now: number): Released {
+    return this.db.transaction((): Released => {
+      const rows = (
+        "id" in which
+          ? this.db
+              .prepare("SELECT jail, ip, origin, source FROM holders WHERE id = ? AND ip = ?")
+              .all(which.id, which.ip)
           : this.db
-              .prepare("DELETE FROM applied WHERE jail = ? AND ip = ? AND origin = ?")
-              .run(jail, ip, origin)
-        ).changes === 1;
-      if (held && this.options.ledger) recordApplied(this.db, "unban", jail, ip, now);
-      return held;
+              .prepare(
+                "SELECT jail, ip, origin, source FROM holders WHERE jail = ? AND ip = ? AND origin = ? AND source IN (?, '')",
+              )
+              .all(which.jail, which.ip, which.origin, which.source)
+      ) as Omit<Holder, "id" | "expires">[];
+      return this.removeRows(rows, now);
     })();
   }
 
-  /** Bans whose expiry has passed: to unban locally. */
-  due(now: number, limit = 500): AppliedBan[] {
-    return this.db
-      .prepare(
-        "SELECT jail, ip, id, origin, expires FROM applied WHERE expires <= ? ORDER BY expires LIMIT ?",
-      )
-      .all(now, limit) as AppliedBan[];
+  /** Releases every hold whose expiry has passed (at most `limit`). */
+  expire(now: number, limit = 500): Released {
+    return this.db.transaction((): Released => {
+      const rows = this.db
+        .prepare("SELECT jail, ip, origin, source FROM holders WHERE expires <= ? ORDER BY expires LIMIT ?")
+        .all(now, limit) as Omit<Holder, "id" | "expires">[];
+      return this.removeRows(rows, now);
+    })();
+  }
+
+  private removeRows(rows: readonly Omit<Holder, "id" | "expires">[], now: number): Released {
+    const remove = this.db.prepare(
+      "DELETE FROM holders WHERE jail = ? AND ip = ? AND origin = ? AND source = ? RETURNING id, expires",
+    );
+    const lifted = new Map<string, AppliedBan>();
+    for (const row of rows) {
+      const gone = remove.get(row.jail, row.ip, row.origin, row.source) as { id: string; expires: number };
+      lifted.set(`${row.jail} ${row.ip}`, { jail: row.jail, ip: row.ip, origin: row.origin, ...gone });
+    }
+    const out = [...lifted.values()].filter((ban) => !this.isApplied(ban.jail, ban.ip));
+    if (this.options.ledger) for (const ban of out) recordApplied(this.db, "unban", ban.jail, ban.ip, now);
+    return { removed: rows.length, lifted: out };
   }
 
   nextExpiry(): number | undefined {
-    const row = this.db.prepare("SELECT min(expires) AS e FROM applied").get() as { e: number | null };
+    const row = this.db.prepare("SELECT min(expires) AS e FROM holders").get() as { e: number | null };
     return row.e ?? undefined;
   }
 
   isApplied(jail: string, ip: string): boolean {
-    return this.db.prepare("SELECT 1 FROM applied WHERE jail = ? AND ip = ?").get(jail, ip) !== undefined;
+    return this.db.prepare("SELECT 1 FROM holders WHERE jail = ? AND ip = ?").get(jail, ip) !== undefined;
   }
 
+  /** Every ban applied here, once each, as its longest holder holds it. */
   applied(): AppliedBan[] {
     return this.db
-      .prepare("SELECT jail, ip, id, origin, expires FROM applied ORDER BY jail, ip")
+      .prepare(
+        "SELECT jail, ip, id, origin, max(expires) AS expires FROM holders GROUP BY jail, ip ORDER BY jail, ip",
+      )
       .all() as AppliedBan[];
+  }
+
+  holders(): Holder[] {
+    return this.db
+      .prepare("SELECT jail, ip, origin, source, id, expires FROM holders ORDER BY jail, ip, origin, source")
+      .all() as Holder[];
   }
 
   publisherSeq(endpoint: string): number | undefined {

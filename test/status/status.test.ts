@@ -60,14 +60,31 @@ function fillState(stateDir: string, origin: TestNode, now: number) {
   outbox.acknowledge(SUBMIT_1, id(22));
   outbox.acknowledge(SUBMIT_2, id(22));
   const subscriber = new SubscriberStore(stateDir);
-  subscriber.recordBan({
+  subscriber.addHolder({
     jail: "f2bz",
     ip: "198.51.100.7",
-    id: "x:1",
     origin: "x",
+    source: "sshd",
+    id: "x:1",
     expires: now + 10 * 60_000,
   });
-  subscriber.recordBan({ jail: "f2bz", ip: "198.51.100.8", id: "x:2", origin: "x", expires: now + HOUR });
+  // Two holders of one ban: one applied ban, lifted at the later expiry.
+  subscriber.addHolder({
+    jail: "f2bz",
+    ip: "198.51.100.7",
+    origin: "y",
+    source: "sshd",
+    id: "y:1",
+    expires: now + 5 * 60_000,
+  });
+  subscriber.addHolder({
+    jail: "f2bz",
+    ip: "198.51.100.8",
+    origin: "x",
+    source: "sshd",
+    id: "x:2",
+    expires: now + HOUR,
+  });
   subscriber.markSeen("x:1", now);
   subscriber.setPublisherSeq(FEED_1, 77);
   return {

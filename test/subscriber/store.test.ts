@@ -1,5 +1,12 @@
+import path from "node:path";
 import test from "ava";
-import { LEDGER_GRACE_MS, wasAppliedByCluster } from "../../src/state/ledger.js";
+import Database from "better-sqlite3";
+import {
+  LEDGER_GRACE_MS,
+  LEDGER_SCHEMA,
+  SUBSCRIBER_STATE_FILE,
+  wasAppliedByCluster,
+} from "../../src/state/ledger.js";
 import { SubscriberStore } from "../../src/subscriber/store.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
@@ -13,68 +20,119 @@ async function open(t: import("ava").ExecutionContext): Promise<{ store: Subscri
   return { store, dir };
 }
 
-test("a ban held twice keeps the later expiry, in the applied table and in the echo ledger", async (t) => {
+const OTHER = "fedcba9876543210fedcba9876543210";
+const hold = (ip: string, origin: string, seq: number, expires: number, source = "sshd", jail = "f2bz") => ({
+  jail,
+  ip,
+  origin,
+  source,
+  id: `${origin}:${seq}`,
+  expires,
+});
+
+test("the first holder applies a ban; the same origin again keeps the later expiry, in the echo ledger too", async (t) => {
   const { store } = await open(t);
-  store.recordBan({ jail: "f2bz", ip: "192.0.2.1", id: `${ORIGIN}:1`, origin: ORIGIN, expires: T + 60_000 });
-  store.recordBan({ jail: "f2bz", ip: "192.0.2.1", id: `${ORIGIN}:2`, origin: ORIGIN, expires: T + 10_000 });
+  t.true(store.addHolder(hold("192.0.2.1", ORIGIN, 1, T + 60_000)), "first holder: apply");
+  t.false(store.addHolder(hold("192.0.2.1", ORIGIN, 2, T + 10_000)), "already applied");
   t.deepEqual(
-    store.applied().map((b) => [b.ip, b.id, b.expires]),
-    [["192.0.2.1", `${ORIGIN}:2`, T + 60_000]],
+    store.holders().map((h) => [h.ip, h.id, h.expires]),
+    [["192.0.2.1", `${ORIGIN}:1`, T + 60_000]],
   );
   const atEnd = T + 60_000 + LEDGER_GRACE_MS;
   t.true(wasAppliedByCluster(store.db, "ban", "f2bz", "192.0.2.1", atEnd), "covered until the later expiry");
   t.false(wasAppliedByCluster(store.db, "ban", "f2bz", "192.0.2.1", atEnd + 1));
   t.is(store.nextExpiry(), T + 60_000);
-  t.deepEqual(store.due(T + 59_999), []);
-  t.is(store.due(T + 60_000).length, 1);
+  t.deepEqual(store.expire(T + 59_999), { removed: 0, lifted: [] });
+  t.deepEqual(
+    store.expire(T + 60_000).lifted.map((b) => b.ip),
+    ["192.0.2.1"],
+  );
 });
 
-test("an unban is recorded in the ledger only for a ban that was held", async (t) => {
+test("an unban releases only its origin's hold; the ban is lifted, and ledgered, with the last one", async (t) => {
   const { store } = await open(t);
-  t.false(store.recordUnban("f2bz", "192.0.2.9", T));
-  t.false(wasAppliedByCluster(store.db, "unban", "f2bz", "192.0.2.9", T));
-  store.recordBan({ jail: "f2bz", ip: "192.0.2.9", id: `${ORIGIN}:3`, origin: ORIGIN, expires: T + 60_000 });
-  t.true(store.recordUnban("f2bz", "192.0.2.9", T + 1000));
-  t.true(wasAppliedByCluster(store.db, "unban", "f2bz", "192.0.2.9", T + 1000));
+  t.deepEqual(store.release({ jail: "f2bz", ip: "192.0.2.9", origin: ORIGIN, source: "sshd" }, T), {
+    removed: 0,
+    lifted: [],
+  });
+  t.true(store.addHolder(hold("192.0.2.9", ORIGIN, 3, T + 60_000, "x")));
+  t.false(
+    store.addHolder(hold("192.0.2.9", OTHER, 1, T + 3_600_000, "sshd")),
+    "a second holder applies nothing",
+  );
+  t.deepEqual(store.applied().length, 1);
+  t.deepEqual(
+    store.release({ jail: "f2bz", ip: "192.0.2.9", origin: OTHER, source: "x" }, T),
+    { removed: 0, lifted: [] },
+    "another origin's unban, or an unban from a jail it did not ban in, releases nothing",
+  );
+  t.deepEqual(store.release({ jail: "f2bz", ip: "192.0.2.9", origin: ORIGIN, source: "x" }, T + 1000), {
+    removed: 1,
+    lifted: [],
+  });
+  const unbans = () => store.db.prepare("SELECT count(*) AS n FROM ledger WHERE kind = 'unban'").get();
+  t.deepEqual(unbans(), { n: 0 }, "nothing lifted, no unban in the ledger");
+  t.true(store.isApplied("f2bz", "192.0.2.9"), "still held by the other origin");
+  const last = store.release({ jail: "f2bz", ip: "192.0.2.9", origin: OTHER, source: "sshd" }, T + 2000);
+  t.deepEqual(
+    last.lifted.map((b) => [b.jail, b.ip]),
+    [["f2bz", "192.0.2.9"]],
+  );
+  t.true(wasAppliedByCluster(store.db, "unban", "f2bz", "192.0.2.9", T + 2000));
   t.deepEqual(store.applied(), []);
-  t.false(store.recordUnban("f2bz", "192.0.2.9", T + 2000), "only once");
 });
 
-test("an unban event lifts only a ban of its own origin; expiry lifts any", async (t) => {
+test("an expiry of one event id releases that hold only, and a holder's own expiry only its own", async (t) => {
   const { store } = await open(t);
-  const OTHER = "fedcba9876543210fedcba9876543210";
-  store.recordBan({
-    jail: "f2bz",
-    ip: "198.51.100.4",
-    id: `${ORIGIN}:7`,
-    origin: ORIGIN,
-    expires: T + 60_000,
+  store.addHolder(hold("198.51.100.4", ORIGIN, 7, T + 60_000));
+  store.addHolder(hold("198.51.100.4", OTHER, 2, T + 120_000));
+  t.deepEqual(store.release({ ip: "198.51.100.4", id: `${ORIGIN}:8` }, T), { removed: 0, lifted: [] });
+  t.deepEqual(store.release({ ip: "198.51.100.5", id: `${ORIGIN}:7` }, T), { removed: 0, lifted: [] });
+  t.deepEqual(store.expire(T + 60_000), { removed: 1, lifted: [] });
+  t.deepEqual(
+    store.release({ ip: "198.51.100.4", id: `${OTHER}:2` }, T + 61_000).lifted.map((b) => b.ip),
+    ["198.51.100.4"],
+  );
+});
+
+test("a state file of the first schema keeps its applied bans, released by their origin from any jail", async (t) => {
+  const dir = await tempDir(t, "f2bz-substore-");
+  const old = new Database(path.join(dir, SUBSCRIBER_STATE_FILE));
+  old.exec(`
+    CREATE TABLE applied (
+      jail TEXT NOT NULL, ip TEXT NOT NULL, id TEXT NOT NULL, origin TEXT NOT NULL,
+      expires INTEGER NOT NULL, PRIMARY KEY (jail, ip)
+    ) WITHOUT ROWID;
+    CREATE INDEX applied_expires ON applied (expires);
+    CREATE TABLE seen (id TEXT PRIMARY KEY, time INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX seen_time ON seen (time);
+    CREATE TABLE publishers (endpoint TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+    ${LEDGER_SCHEMA}
+  `);
+  old
+    .prepare("INSERT INTO applied VALUES (?, ?, ?, ?, ?)")
+    .run("f2bz", "192.0.2.5", `${ORIGIN}:5`, ORIGIN, T + 60_000);
+  old.pragma("user_version = 1");
+  old.close();
+  const store = new SubscriberStore(dir);
+  t.teardown(() => store.close());
+  t.deepEqual(
+    store.applied().map((b) => [b.jail, b.ip, b.id, b.expires]),
+    [["f2bz", "192.0.2.5", `${ORIGIN}:5`, T + 60_000]],
+  );
+  t.false(store.addHolder(hold("192.0.2.5", OTHER, 1, T + 90_000)));
+  t.deepEqual(store.release({ jail: "f2bz", ip: "192.0.2.5", origin: ORIGIN, source: "nginx" }, T), {
+    removed: 1,
+    lifted: [],
   });
-  t.false(store.recordUnban("f2bz", "198.51.100.4", T + 1000, OTHER), "another node's unban");
-  t.is(store.applied().length, 1);
-  t.true(store.recordUnban("f2bz", "198.51.100.4", T + 2000, ORIGIN));
-  store.recordBan({
-    jail: "f2bz",
-    ip: "198.51.100.5",
-    id: `${ORIGIN}:8`,
-    origin: ORIGIN,
-    expires: T + 60_000,
-  });
-  t.true(store.recordUnban("f2bz", "198.51.100.5", T + 60_000), "expiry, no origin");
-  t.deepEqual(store.applied(), []);
+  t.is(store.applied().length, 1, "the other holder keeps it");
 });
 
 test("seen ids, held bans and publisher sequences survive a restart", async (t) => {
   const { store, dir } = await open(t);
   t.true(store.markSeen(`${ORIGIN}:4`, T + 3_600_000));
   t.false(store.markSeen(`${ORIGIN}:4`, T + 3_600_000));
-  store.recordBan({
-    jail: "sshd",
-    ip: "2001:db8::4",
-    id: `${ORIGIN}:4`,
-    origin: ORIGIN,
-    expires: T + 3_600_000,
-  });
+  store.addHolder(hold("2001:db8::4", ORIGIN, 4, T + 3_600_000, "sshd", "sshd"));
   store.setPublisherSeq("tcp://192.0.2.100:5680", 42);
   store.close();
   const again = new SubscriberStore(dir);
@@ -96,9 +154,12 @@ test("without a ledger (dry run, log action) applied bans are held but never cla
   const dir = await tempDir(t, "f2bz-substore-");
   const store = new SubscriberStore(dir, { ledger: false });
   t.teardown(() => store.close());
-  store.recordBan({ jail: "f2bz", ip: "192.0.2.7", id: `${ORIGIN}:9`, origin: ORIGIN, expires: T + 60_000 });
+  store.addHolder(hold("192.0.2.7", ORIGIN, 9, T + 60_000));
   t.true(store.isApplied("f2bz", "192.0.2.7"));
   t.false(wasAppliedByCluster(store.db, "ban", "f2bz", "192.0.2.7", T));
-  t.true(store.recordUnban("f2bz", "192.0.2.7", T + 1000, ORIGIN));
+  t.is(
+    store.release({ jail: "f2bz", ip: "192.0.2.7", origin: ORIGIN, source: "sshd" }, T + 1000).lifted.length,
+    1,
+  );
   t.false(wasAppliedByCluster(store.db, "unban", "f2bz", "192.0.2.7", T + 1000));
 });
