@@ -12,8 +12,10 @@ import { isRejectReason, type RejectReason } from "./reasons.js";
  *   PUB expiry        [TOPIC_EXPIRE, {"jail","ip","id"}, "", publisherSeq]  publisher → subscribers
  *   PUB heartbeat     [TOPIC_HEARTBEAT, publisherSeq]                       publisher → subscribers
  *   snapshot request  [TOPIC_SNAPSHOT]                                      DEALER → ROUTER
+ *   snapshot credit   [TOPIC_CREDIT]                                        DEALER → ROUTER
  *   snapshot chunk    [TOPIC_CHUNK, [[payloadBase64, signatureBase64], …]]  ROUTER → DEALER, ≤ 200
  *   snapshot end      [TOPIC_END, publisherSeq, count]                      ROUTER → DEALER
+ *   snapshot busy     [TOPIC_BUSY, retryAfterMs]                            ROUTER → DEALER
  *   submit ack        [TOPIC_ACK, eventId]                                  publisher → monitor
  *   submit nack       [TOPIC_NACK, eventId, reason]                         publisher → monitor
  *
@@ -22,6 +24,12 @@ import { isRejectReason, type RejectReason } from "./reasons.js";
  * at the high-water mark) and fetches a snapshot (the Clone pattern, ZeroMQ Guide ch. 5). A
  * heartbeat carries the last number used, without using one: it reveals a loss at the tail and,
  * by its absence, a dead publisher.
+ *
+ * A snapshot is streamed with credit-based flow control (ZeroMQ Guide ch. 7): a request grants
+ * SNAPSHOT_WINDOW chunks, and each credit message one more, so neither side ever holds more than a
+ * window of a large active set; the end marker needs no credit. A publisher that will not start a
+ * snapshot now (one already in flight for this peer, or too many for all) says `busy` instead of
+ * staying silent, and the subscriber asks again after `retryAfterMs`.
  *
  * Only events carry an origin's signature; the rest is authenticated by CURVE as coming from the
  * pinned publisher. An expiry is unsigned, so a subscriber uses it only to lift a ban it holds
@@ -36,10 +44,14 @@ export const TOPIC_HEARTBEAT = `${TOPIC_EVENT}/heartbeat`;
 export const TOPIC_SNAPSHOT = `${TOPIC_EVENT}/snapshot`;
 export const TOPIC_CHUNK = `${TOPIC_EVENT}/chunk`;
 export const TOPIC_END = `${TOPIC_EVENT}/end`;
+export const TOPIC_CREDIT = `${TOPIC_EVENT}/credit`;
+export const TOPIC_BUSY = `${TOPIC_EVENT}/busy`;
 export const TOPIC_ACK = `${TOPIC_EVENT}/ack`;
 export const TOPIC_NACK = `${TOPIC_EVENT}/nack`;
 
 export const MAX_CHUNK_ENTRIES = 200;
+/** Chunks a snapshot request grants before the first credit: 8 × ≤ 290 KB in flight per stream. */
+export const SNAPSHOT_WINDOW = 8;
 const MAX_TOPIC_BYTES = 32;
 const MAX_DECIMAL_BYTES = 16;
 /** {"jail":<32>,"ip":<≤49>,"id":<≤49>} with quotes and separators is under 160 bytes. */
@@ -68,9 +80,12 @@ export type FeedMessage =
   | ({ type: "expire"; seq: number } & Expiry)
   | { type: "heartbeat"; seq: number };
 
+export type SnapshotRequest = { type: "snapshot" } | { type: "credit" };
+
 export type SnapshotReply =
   | { type: "chunk"; entries: SnapshotEntry[] }
-  | { type: "end"; seq: number; count: number };
+  | { type: "end"; seq: number; count: number }
+  | { type: "busy"; retryAfterMs: number };
 
 export type SubmitReply = { type: "ack"; id: string } | { type: "nack"; id: string; reason: RejectReason };
 
@@ -92,6 +107,14 @@ export function encodeHeartbeat(seq: number): Buffer[] {
 
 export function encodeSnapshotRequest(): Buffer[] {
   return [ascii(TOPIC_SNAPSHOT)];
+}
+
+export function encodeCredit(): Buffer[] {
+  return [ascii(TOPIC_CREDIT)];
+}
+
+export function encodeBusy(retryAfterMs: number): Buffer[] {
+  return [ascii(TOPIC_BUSY), decimal(retryAfterMs, 0)];
 }
 
 export function encodeChunk(entries: readonly SnapshotEntry[]): Buffer[] {
@@ -161,10 +184,11 @@ export function decodeFeed(frames: readonly Uint8Array[]): Decoded<FeedMessage> 
 }
 
 /** What the snapshot ROUTER receives, after the routing id frame. */
-export function decodeSnapshotRequest(frames: readonly Uint8Array[]): Decoded<{ type: "snapshot" }> {
+export function decodeSnapshotRequest(frames: readonly Uint8Array[]): Decoded<SnapshotRequest> {
   const bad = checkFrames(frames, 1, MAX_TOPIC_BYTES);
   if (bad) return fail(bad);
-  return frameIs(frames[0]!, TOPIC_SNAPSHOT) ? ok({ type: "snapshot" }) : fail("frames");
+  if (frameIs(frames[0]!, TOPIC_SNAPSHOT)) return ok({ type: "snapshot" });
+  return frameIs(frames[0]!, TOPIC_CREDIT) ? ok({ type: "credit" }) : fail("frames");
 }
 
 /** What the snapshot DEALER receives. Entries still need verifyEvent, one by one. */
@@ -182,6 +206,12 @@ export function decodeSnapshotReply(frames: readonly Uint8Array[]): Decoded<Snap
     const count = parseDecimal(frames[2]!, 0);
     if (seq === undefined || count === undefined) return fail("schema");
     return ok({ type: "end", seq, count });
+  }
+  if (frames.length === 2 && topic instanceof Uint8Array && frameIs(topic, TOPIC_BUSY)) {
+    const bad = checkFrames(frames, 2, MAX_DECIMAL_BYTES);
+    if (bad) return fail(bad);
+    const retryAfterMs = parseDecimal(frames[1]!, 0);
+    return retryAfterMs === undefined ? fail("schema") : ok({ type: "busy", retryAfterMs });
   }
   return fail("frames");
 }

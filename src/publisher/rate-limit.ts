@@ -59,3 +59,35 @@ export class OriginLimiter {
     return undefined;
   }
 }
+
+/**
+ * One bucket per peer in a bounded map: past `maxPeers` the least recently used bucket is forgotten.
+ * Peers here are connections (an authorized key can open many), so the map must not grow with
+ * them; a peer that comes back after being forgotten starts with a full bucket, which the global
+ * limits of the caller still bound.
+ */
+export class PeerBuckets {
+  private readonly buckets = new Map<string, TokenBucket>();
+
+  constructor(
+    private readonly options: { rate: number; burst: number; maxPeers: number },
+    private readonly now: () => number = monotonic,
+  ) {}
+
+  take(peer: string): boolean {
+    let bucket = this.buckets.get(peer);
+    if (bucket) this.buckets.delete(peer);
+    else bucket = new TokenBucket(this.options.rate, this.options.burst, this.now);
+    // Map keeps insertion order: re-inserting makes this the most recently used.
+    this.buckets.set(peer, bucket);
+    if (this.buckets.size > this.options.maxPeers) {
+      const oldest = this.buckets.keys().next().value;
+      if (oldest !== undefined) this.buckets.delete(oldest);
+    }
+    return bucket.take();
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+}
