@@ -4,11 +4,12 @@ import type { BanEvent } from "../protocol/event.js";
 import type { RejectReason } from "../protocol/reasons.js";
 import type { ReplayGuard } from "../protocol/replay.js";
 import { verifyEvent } from "../protocol/signature.js";
+import { RecentUnbans } from "./recent-unbans.js";
 import type { SubscriberStore } from "./store.js";
 
 export type Source = "live" | "snapshot";
 
-export type DropReason = "duplicate" | "unban-not-held" | "expired" | RejectReason;
+export type DropReason = "duplicate" | "unban-not-held" | "expired" | "superseded" | RejectReason;
 
 export type Decision =
   | { ok: true; event: BanEvent; jail: string }
@@ -50,6 +51,7 @@ const DEFAULT_MAX_BAN_TIME_MS = 30 * 24 * 3_600_000;
  */
 export class Checklist {
   private readonly now: () => number;
+  private readonly unbans = new RecentUnbans();
 
   constructor(private readonly o: ChecklistOptions) {
     this.now = o.now ?? Date.now;
@@ -68,6 +70,10 @@ export class Checklist {
     if (!verified.ok) return { ok: false, reason: verified.reason };
     const event = verified.event;
     if (event.origin === o.self) return { ok: false, reason: "echo", event };
+    // Before the seen-cache and the time window: an unban seen before (through another publisher,
+    // or replayed) still says its origin lifted every earlier ban of this address.
+    if (event.kind === "unban") this.unbans.record(event);
+    else if (this.unbans.supersedes(event)) return { ok: false, reason: "superseded", event };
     const now = this.now();
     if (source === "live") {
       const reason = o.guard.check(event);

@@ -7,6 +7,7 @@ import {
   decodeFeed,
   decodeSnapshotReply,
   type Expiry,
+  encodeCredit,
   encodeSnapshotRequest,
   type FeedMessage,
   MAX_CHUNK_BYTES,
@@ -15,6 +16,7 @@ import {
   TOPIC_UPDATE,
 } from "../protocol/feed.js";
 import { type CurveKeyPair, createClientSocket } from "../transport/sockets.js";
+import { SeqRuns } from "./seq-runs.js";
 
 export interface ReceiverOptions {
   feed: string;
@@ -33,7 +35,7 @@ export interface ReceiverOptions {
   onExpire?: (expiry: Expiry) => Promise<void>;
   logger: Logger;
   counters: Counters;
-  /** Per reply message of a snapshot (default 5 s). */
+  /** Per reply message of a snapshot, i.e. between two chunks, not for all of it (default 5 s). */
   snapshotTimeoutMs?: number;
   /** First delay before a failed snapshot is asked again, doubling to 30 s (default 500 ms). */
   snapshotRetryMs?: number;
@@ -45,28 +47,38 @@ export interface ReceiverOptions {
  * of exactly the largest frame would break the connection on the largest message.
  */
 const CURVE_FRAME_OVERHEAD = 64;
-/** Live messages kept while a snapshot is fetched; past that, the next snapshot repairs the rest. */
-const MAX_BUFFERED = 10_000;
-/** A pinned publisher is trusted with state, not with our memory: a snapshot has a size limit. */
-const MAX_SNAPSHOT_ENTRIES = 250_000;
+/**
+ * Chunks are applied as they come, so memory does not grow with a snapshot; the limit only ends a
+ * stream that would never end (a broken or hostile publisher).
+ */
+const MAX_SNAPSHOT_ENTRIES = 5_000_000;
+const MAX_RETRY_MS = 30_000;
 /** Broken handshakes or failed connects in a row before the log says what is wrong. */
 const FAILURES_BEFORE_WARNING = 3;
 
 interface Snapshot {
   seq: number;
-  entries: SnapshotEntry[];
+  count: number;
 }
+
+type Attempt = ({ type: "done" } & Snapshot) | { type: "busy"; retryAfterMs: number };
 
 /**
  * Follows one publisher with the Clone pattern (ZeroMQ Guide ch. 5): subscribe first, then fetch
- * a snapshot of the active bans with the publisher sequence number it matches, apply it, then the
- * updates buffered meanwhile that are newer. A gap in the sequence (PUB drops at its high-water
- * mark, reconnects, a publisher restart that reset its state), also seen through the publisher's
- * heartbeats, triggers a new snapshot. Events are de-duplicated by id downstream, so a repeated
- * snapshot is harmless.
+ * a snapshot of the active bans with the publisher sequence number it matches. A gap in the
+ * sequence (PUB drops at its high-water mark, reconnects, a publisher restart that reset its
+ * state), also seen through the publisher's heartbeats, triggers a new snapshot. Events are
+ * de-duplicated by id downstream, so a repeated snapshot is harmless.
  *
- * Invariant: events reach `onEvent` one at a time, in publisher order (one chain serialises live
- * messages and snapshot application), and `lastSeq` only moves to a number whose state is applied.
+ * The snapshot streams in chunks, each applied as it arrives, and live updates are applied as they
+ * arrive too, also while a snapshot is pending: a large active set must not hold back new bans.
+ * What the Clone pattern's buffer did is kept by two rules: the numbers of the live messages are
+ * checked against the snapshot's end marker (every one after it must have been seen, else another
+ * round), and an older ban in the snapshot does not undo a live unban of its origin, which the
+ * checklist enforces (a ban older than an unban seen from the same origin is superseded).
+ *
+ * Invariant: events reach `onEvent` one at a time, in arrival order (one chain serialises live
+ * messages and snapshot chunks), and `lastSeq` only moves to a number whose state is applied.
  */
 export class PublisherReceiver {
   private sub: zmq.Subscriber | undefined;
@@ -75,11 +87,10 @@ export class PublisherReceiver {
   private closing: Promise<void> | undefined;
   private readonly abort = new AbortController();
   private lastSeq: number | undefined;
-  /** While a snapshot is being fetched, live messages wait here. */
-  private buffer: FeedMessage[] | undefined;
-  private overflowed = false;
+  /** While a snapshot is being fetched: the numbers of the live messages applied meanwhile. */
+  private live: SeqRuns | undefined;
   private syncing: Promise<void> | undefined;
-  /** A gap was seen while a snapshot was being applied: fetch another one. */
+  /** Asked to resynchronise while a snapshot was being fetched, or it left a gap: another round. */
   private again = false;
   private chain: Promise<void> = Promise.resolve();
   private readonly log: Logger;
@@ -221,11 +232,11 @@ export class PublisherReceiver {
 
   /** One feed message, in order; only ever called through `serial`. */
   private async handle(message: FeedMessage): Promise<void> {
-    if (this.buffer) {
+    if (this.live) {
       // A heartbeat carries no state; the first one after the snapshot is checked again.
       if (message.type === "heartbeat") return;
-      if (this.buffer.length >= MAX_BUFFERED) this.overflowed = true;
-      else this.buffer.push(message);
+      this.live.add(message.seq);
+      if (message.type === "update") await this.deliver(message.payload, message.signature, "live");
       return;
     }
     const last = this.lastSeq;
@@ -240,7 +251,9 @@ export class PublisherReceiver {
     // nothing it numbered before can be trusted to line up, so resynchronise as for a gap.
     if (last === undefined || message.seq !== last + 1) {
       this.o.counters.inc("feed.gaps");
-      this.resync(last !== undefined && message.seq <= last ? "sequence went back" : "gap")?.push(message);
+      this.resync(last !== undefined && message.seq <= last ? "sequence went back" : "gap");
+      // The first live message of the new round: applied now, its number checked at the end.
+      if (this.live) await this.handle(message);
       return;
     }
     if (message.type === "update") await this.deliver(message.payload, message.signature, "live");
@@ -272,49 +285,48 @@ export class PublisherReceiver {
     this.o.saveSeq(seq);
   }
 
-  /**
-   * Buffers live messages and starts a snapshot, or asks the running one for another round.
-   * Returns the buffer the following messages go to (undefined once closed).
-   */
-  private resync(why: string): FeedMessage[] | undefined {
-    if (this.closed) return undefined;
-    this.buffer ??= [];
+  /** Starts a snapshot, or asks the running one for another round. */
+  private resync(why: string): void {
+    if (this.closed) return;
+    this.live ??= new SeqRuns();
     if (this.syncing) {
       this.again = true;
-      return this.buffer;
+      return;
     }
     this.log.debug({ why }, "fetching snapshot");
     this.syncing = this.sync().finally(() => {
       this.syncing = undefined;
     });
-    return this.buffer;
   }
 
   private async sync(): Promise<void> {
     do {
       this.again = false;
-      this.overflowed = false;
-      this.buffer ??= [];
       const snapshot = await this.fetchSnapshot();
       if (!snapshot) return;
-      await this.serial(() => this.applySnapshot(snapshot));
-    } while ((this.again || this.overflowed) && !this.closed);
+      await this.serial(async () => this.finish(snapshot));
+    } while (this.again && !this.closed);
   }
 
-  private async applySnapshot(snapshot: Snapshot): Promise<void> {
-    for (const entry of snapshot.entries) {
+  /** After the end marker, in the chain: every live message after the snapshot's number was applied? */
+  private async finish(snapshot: Snapshot): Promise<void> {
+    if (this.closed) return;
+    const through = this.live?.appliedThrough(snapshot.seq);
+    if (through === undefined) {
+      this.o.counters.inc("feed.gaps");
+      this.again = true;
+      return;
+    }
+    this.live = undefined;
+    this.setSeq(through);
+    this.o.counters.inc("snapshot.loaded");
+    this.log.info({ bans: snapshot.count, seq: snapshot.seq, through }, "snapshot loaded");
+  }
+
+  private async applyEntries(entries: readonly SnapshotEntry[]): Promise<void> {
+    for (const entry of entries) {
       if (this.closed) return;
       await this.deliver(entry.payload, entry.signature, "snapshot");
-    }
-    this.setSeq(snapshot.seq);
-    this.o.counters.inc("snapshot.loaded");
-    this.log.info({ bans: snapshot.entries.length, seq: snapshot.seq }, "snapshot loaded");
-    const buffered = this.buffer ?? [];
-    this.buffer = undefined;
-    for (const message of buffered) {
-      // What the snapshot already contains; a gap among the rest starts another round.
-      if (message.seq <= snapshot.seq) continue;
-      await this.handle(message);
     }
   }
 
@@ -322,18 +334,22 @@ export class PublisherReceiver {
   private async fetchSnapshot(): Promise<Snapshot | undefined> {
     const first = this.o.snapshotRetryMs ?? 500;
     for (let attempt = 0; !this.closed; attempt++) {
+      let wait = Math.min(MAX_RETRY_MS, first * 2 ** Math.min(attempt, 10));
       try {
-        const snapshot = await this.requestSnapshot();
-        if (snapshot) return snapshot;
+        const result = await this.requestSnapshot();
+        if (!result) return undefined;
+        if (result.type === "done") return result;
+        // Busy: the publisher serves others first; its hint is a floor, our back-off still grows.
+        this.o.counters.inc("snapshot.busy");
+        this.log.debug({ retryAfterMs: result.retryAfterMs }, "publisher busy: snapshot asked again later");
+        wait = Math.min(MAX_RETRY_MS, Math.max(wait, result.retryAfterMs));
       } catch (error) {
         if (this.closed) return undefined;
         this.o.counters.inc("snapshot.failed");
         this.problem("snapshot failed: retrying", { err: (error as Error).message });
       }
       try {
-        await sleep(Math.min(30_000, first * 2 ** Math.min(attempt, 10)), undefined, {
-          signal: this.abort.signal,
-        });
+        await sleep(wait, undefined, { signal: this.abort.signal });
       } catch {
         return undefined;
       }
@@ -341,7 +357,8 @@ export class PublisherReceiver {
     return undefined;
   }
 
-  private async requestSnapshot(): Promise<Snapshot | undefined> {
+  /** One attempt: streams the chunks into the chain as they come; undefined once closed. */
+  private async requestSnapshot(): Promise<Attempt | undefined> {
     const dealer = createClientSocket("dealer", {
       identity: this.o.identity,
       serverKey: this.o.serverKey,
@@ -352,20 +369,27 @@ export class PublisherReceiver {
     this.dealer = dealer;
     try {
       dealer.connect(this.o.snapshot);
+      // Live messages from now on may be newer than the snapshot; earlier ones are in it.
+      this.live = new SeqRuns();
       await dealer.send(encodeSnapshotRequest());
-      const entries: SnapshotEntry[] = [];
+      let count = 0;
       for (;;) {
         if (this.closed) return undefined;
         const reply = decodeSnapshotReply(await dealer.receive());
         if (!reply.ok) throw new Error(`malformed snapshot reply (${reply.reason})`);
-        if (reply.message.type === "end") {
-          if (reply.message.count !== entries.length) throw new Error("snapshot count mismatch");
-          return { seq: reply.message.seq, entries };
+        const message = reply.message;
+        if (message.type === "busy") return message;
+        if (message.type === "end") {
+          if (message.count !== count) throw new Error("snapshot count mismatch");
+          return { type: "done", seq: message.seq, count };
         }
-        if (entries.length + reply.message.entries.length > MAX_SNAPSHOT_ENTRIES) {
+        count += message.entries.length;
+        if (count > MAX_SNAPSHOT_ENTRIES)
           throw new Error(`snapshot larger than ${MAX_SNAPSHOT_ENTRIES} bans`);
-        }
-        entries.push(...reply.message.entries);
+        // Credit at receipt: the next chunk travels while this one is applied, and no more than
+        // the publisher's window ever waits here.
+        await dealer.send(encodeCredit());
+        await this.serial(() => this.applyEntries(message.entries));
       }
     } finally {
       this.dealer = undefined;
