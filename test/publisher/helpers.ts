@@ -9,6 +9,7 @@ import {
   decodeFeed,
   decodeSnapshotReply,
   decodeSubmitReply,
+  encodeCredit,
   encodeSnapshotRequest,
   type FeedMessage,
   MAX_CHUNK_BYTES,
@@ -193,7 +194,10 @@ export async function fetchSnapshot(
         t.is(reply.message.count, entries.length, "snapshot count");
         return { seq: reply.message.seq, entries, chunks };
       }
+      if (reply.message.type === "busy") throw new Error("publisher busy");
       entries.push(...reply.message.entries);
+      // One credit per chunk: the publisher streams a window ahead of what was received.
+      await dealer.send(encodeCredit());
     }
   } finally {
     dealer.close();
