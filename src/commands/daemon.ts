@@ -13,6 +13,11 @@ export interface Running {
   counters?: Counters;
   /** Read at each scrape (synchronously, cheaply) and served as gauges. */
   gauges?: () => Record<string, number>;
+  /**
+   * Rejects when the daemon can no longer serve (an endpoint lost its port): it then stops and
+   * exits non-zero, so that the service manager restarts it rather than leave it half deaf.
+   */
+  fatal?: Promise<never>;
 }
 
 type Section = "publisher" | "monitor" | "subscriber" | "banHelper";
@@ -67,7 +72,8 @@ export async function runDaemon<S extends Section>(
       metrics = await MetricsServer.listen({ address, process: name, source: running, logger });
     }
     logger.info({ config: file }, `${name} started`);
-    if (!ctx.signal.aborted) await once(ctx.signal, "abort");
+    if (!ctx.signal.aborted)
+      await Promise.race([once(ctx.signal, "abort"), running.fatal ?? new Promise(() => {})]);
     logger.info(`${name} stopping`);
     return 0;
   } finally {

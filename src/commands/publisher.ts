@@ -18,6 +18,7 @@ export const publisher: Command = {
       const running = await startPublisher(config, logger);
       return {
         close: () => running.close(),
+        fatal: running.fatal,
         counters: running.counters,
         gauges: () => ({
           "bans.active": running.store.activeCount(),

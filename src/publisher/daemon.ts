@@ -4,12 +4,7 @@ import type { Config, PublisherConfig } from "../config/schema.js";
 import { loadSecretIdentity } from "../keys/files.js";
 import { Counters, type Logger, RateLimitedLog } from "../logging.js";
 import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
-import {
-  encodeExpire,
-  encodeHeartbeat,
-  encodeUpdate,
-  TOPIC_UPDATE,
-} from "../protocol/feed.js";
+import { encodeExpire, encodeHeartbeat, encodeUpdate, TOPIC_UPDATE } from "../protocol/feed.js";
 import { AccessControl } from "../transport/access.js";
 import { BoundEndpoint } from "../transport/endpoint.js";
 import {
@@ -37,6 +32,8 @@ export interface RunningPublisher {
   endpoints: { submit: string; feed: string; snapshot: string };
   counters: Counters;
   store: PublisherStore;
+  /** Rejects with BIND_FAILED when an endpoint lost its port on a rebind: the process must exit. */
+  fatal: Promise<never>;
   close(): Promise<void>;
 }
 
@@ -60,6 +57,25 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     for (const r of resources.reverse()) await r.close();
     resources.length = 0;
   };
+  // Threat: an endpoint that lost its port (another process took it during a rebind) would leave
+  // the publisher running without it, unnoticed by the service manager.
+  let fail!: (error: unknown) => void;
+  const fatal = new Promise<never>((_, reject) => {
+    fail = reject;
+  });
+  fatal.catch(() => {});
+  const rebind = (endpoint: BoundEndpoint<zmq.Socket>, what: string) =>
+    endpoint.rebind().catch((error: Error) => {
+      log.error({ err: error.message }, `${what} rebind failed`);
+      fail(error);
+    });
+  const bindOptions = {
+    onHandoverFailed: (error: unknown) =>
+      log.warn(
+        { err: error instanceof Error ? error.message : String(error) },
+        "listener hand-over failed: re-binding by close and bind",
+      ),
+  };
   try {
     const endpoints: Partial<Record<ZapDomain, BoundEndpoint<zmq.Socket>[]>> = {};
     const access = await AccessControl.open(settings.keys, {
@@ -68,9 +84,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       maxPending: settings.maxPending,
       onRemoved: (domain) => {
         log.warn({ domain }, "a key was removed or revoked: dropping live connections");
-        for (const endpoint of endpoints[domain] ?? []) {
-          endpoint.rebind().catch((error: Error) => log.error({ err: error.message }, "rebind failed"));
-        }
+        for (const endpoint of endpoints[domain] ?? []) void rebind(endpoint, domain);
       },
     });
     resources.push(access);
@@ -87,29 +101,35 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     const submit = await BoundEndpoint.open(
       () => createServerSocket("reply", { context, identity: curve, domain: "submit" }),
       settings.submit,
+      bindOptions,
     );
     resources.push(submit);
-    const feed = await BoundEndpoint.open(() => {
-      const socket = createServerSocket("xpublisher", {
-        context,
-        identity: curve,
-        domain: "feed",
-        sendHighWaterMark: 10_000,
-        // Inbound on the feed is subscriptions only: a larger frame ends that peer's connection.
-        maxMessageSize: FEED_INBOUND_MAX_BYTES,
-      });
-      // zeromq.js defers every 513th send to the next loop turn (so as not to starve the loop) and
-      // throws EBUSY, synchronously, at any send made meanwhile: part of a burst of expiries (or a
-      // heartbeat in the same turn as an update) would be lost, or throw out of the timer. PUB
-      // never blocks (it drops at a subscriber's high-water mark): a zero timeout makes every send
-      // immediate, and none is deferred.
-      socket.sendTimeout = 0;
-      return socket;
-    }, settings.feed);
+    const feed = await BoundEndpoint.open(
+      () => {
+        const socket = createServerSocket("xpublisher", {
+          context,
+          identity: curve,
+          domain: "feed",
+          sendHighWaterMark: 10_000,
+          // Inbound on the feed is subscriptions only: a larger frame ends that peer's connection.
+          maxMessageSize: FEED_INBOUND_MAX_BYTES,
+        });
+        // zeromq.js defers every 513th send to the next loop turn (so as not to starve the loop) and
+        // throws EBUSY, synchronously, at any send made meanwhile: part of a burst of expiries (or a
+        // heartbeat in the same turn as an update) would be lost, or throw out of the timer. PUB
+        // never blocks (it drops at a subscriber's high-water mark): a zero timeout makes every send
+        // immediate, and none is deferred.
+        socket.sendTimeout = 0;
+        return socket;
+      },
+      settings.feed,
+      bindOptions,
+    );
     resources.push(feed);
     const snapshot = await BoundEndpoint.open(
       () => createServerSocket("router", { context, identity: curve, domain: "feed" }),
       settings.snapshot,
+      bindOptions,
     );
     resources.push(snapshot);
     endpoints.submit = [submit];
@@ -193,6 +213,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       endpoints: { submit: submit.address, feed: feed.address, snapshot: snapshot.address },
       counters,
       store,
+      fatal,
       close: () => {
         closing ??= closeAll();
         return closing;
