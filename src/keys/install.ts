@@ -35,6 +35,9 @@ export async function readKeySource(
   const bytes = await readKeyBytes(file, (stat) => {
     if (owners) checkOwner(what, stat, owners.uids, owners.expected);
     checkMode(what, stat, 0o022, NO_WRITE);
+    if (stat.nlink === 0) {
+      throw new F2bzError("KEY_PERMISSIONS", `${what} was replaced while it was being read`);
+    }
     if (stat.nlink !== 1) {
       throw new F2bzError("KEY_PERMISSIONS", `${what} has ${stat.nlink} hard links, expected 1`);
     }
