@@ -247,6 +247,15 @@ export class PublisherStore {
     ).n;
   }
 
+  /** Every live holder, in snapshot order. */
+  holders(now: number): { jail: string; ip: string; origin: string; id: string; expires: number }[] {
+    return this.db
+      .prepare(
+        "SELECT jail, ip, origin, id, expires FROM holders WHERE expires > ? ORDER BY jail, ip, origin",
+      )
+      .all(now) as { jail: string; ip: string; origin: string; id: string; expires: number }[];
+  }
+
   /** Holders of every active ban. */
   holderCount(): number {
     return (this.db.prepare("SELECT count(*) AS n FROM holders").get() as { n: number }).n;

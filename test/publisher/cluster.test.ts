@@ -27,7 +27,7 @@ async function allHave(subscribers: readonly TestSubscriber[], expected: readonl
 }
 
 test.serial(
-  "bans from three monitors reach three subscribers; a ban seen by all is broadcast once",
+  "bans from three monitors reach three subscribers; a ban seen by all has three holders, applied once",
   async (t) => {
     const cluster = await testCluster(t);
     const monitorNodes = await authorized(cluster, "monitor", "web1", "web2", "web3");
@@ -46,19 +46,31 @@ test.serial(
       "every subscriber to hold each monitor's ban",
     );
 
-    // The same attacker seen everywhere: one broadcast, the rest absorbed as already active.
+    // The same attacker seen everywhere: each monitor's ban is a holder of its own, broadcast so
+    // that the address stays banned until the last of them lifts it; each subscriber bans it once.
     for (const monitor of monitors) await monitor.ban("203.0.113.66");
-    await waitFor(() => (publisher.running.counters.get("submit.already-active") === 2 ? true : undefined), {
+    await waitFor(() => (publisher.running.counters.get("submit.broadcast") === 6 ? true : undefined), {
       timeoutMs: END_TO_END_MS,
-      what: "the two later reports to be absorbed",
+      what: "the two later reports to be broadcast as holders",
     });
     await allHave(
       subscribers,
       [...own, "203.0.113.66"].map((ip) => `sshd ${ip}`),
       "the shared ban everywhere",
     );
-    t.is(publisher.running.counters.get("submit.broadcast"), 4);
+    t.is(publisher.running.counters.get("submit.already-active"), 0);
     t.is(publisher.running.store.activeCount(), 4);
+    t.is(publisher.running.store.holderCount(), 6);
+    await waitFor(
+      () =>
+        subscribers.every((s) => s.running.store.publisherSeq(publisher.running.endpoints.feed) === 6)
+          ? true
+          : undefined,
+      { timeoutMs: END_TO_END_MS, what: "every subscriber to apply the six broadcasts" },
+    );
+    for (const s of subscribers) {
+      t.is(s.actions().filter((a) => a === "ban sshd 203.0.113.66").length, 1, `${s.node.name} bans it once`);
+    }
     // The acks may still be on their way back.
     await waitFor(() => (monitors.every((m) => m.running.outbox.size() === 0) ? true : undefined), {
       timeoutMs: END_TO_END_MS,

@@ -23,6 +23,7 @@ import { type RunningPublisher, startPublisher } from "../../src/publisher/daemo
 import { type RunningSubscriber, startSubscriber } from "../../src/subscriber/daemon.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { ANY_PORT, type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
+import { captureLogger } from "../helpers/logs.js";
 import { EventLog, Recorder } from "../transport/helpers.js";
 
 /** Generous: two shared cores, other suites running. Waits end as soon as the condition holds. */
@@ -270,14 +271,20 @@ export interface TestSubscriber {
   running: RunningSubscriber;
   /** `jail ip` of every ban the subscriber holds. */
   bans(): string[];
+  /** `kind jail ip` of every request its action was given: what fail2ban would have been asked. */
+  actions(): string[];
 }
 
-/** A subscriber (authorized beforehand) following every given publisher, through the `log` action. */
+/**
+ * A subscriber (authorized beforehand) following every given publisher, through the `log` action,
+ * into each event's own jail unless `jail` names one cluster jail.
+ */
 export async function startTestSubscriber(
   t: ExecutionContext,
   cluster: TestCluster,
   node: TestNode,
   publishers: readonly TestPublisher[],
+  options: { jail?: string } = {},
 ): Promise<TestSubscriber> {
   const config = cluster.config(node, {
     subscriber: {
@@ -286,10 +293,16 @@ export async function startTestSubscriber(
         snapshot: p.running.endpoints.snapshot,
         key: p.node.publicKey,
       })),
-      action: { type: "log", jail: "same" },
+      action: { type: "log", jail: options.jail ?? "same" },
     },
   });
-  const running = await startSubscriber(config as Parameters<typeof startSubscriber>[0], testLogger());
+  const { logger, lines } = captureLogger();
+  const running = await startSubscriber(config as Parameters<typeof startSubscriber>[0], logger);
   t.teardown(() => running.close());
-  return { node, running, bans: () => running.store.applied().map(keyOf).sort() };
+  return {
+    node,
+    running,
+    bans: () => running.store.applied().map(keyOf).sort(),
+    actions: () => lines.filter((l) => l.msg === "cluster event").map((l) => `${l.kind} ${l.jail} ${l.ip}`),
+  };
 }
