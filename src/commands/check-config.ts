@@ -1,4 +1,5 @@
 import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
+import { configWarnings } from "../config/warnings.js";
 import { F2bzError } from "../errors.js";
 import { loadSecretIdentity } from "../keys/files.js";
 import { loadEntries, loadKeySet, loadPinnedKey } from "../keys/store.js";
@@ -10,6 +11,7 @@ export const checkConfig: Command = {
   usage: "f2bz check-config [--config FILE]",
   help: [
     "Exits 0 when the file is valid and every key it names loads; otherwise prints one line and exits non-zero.",
+    "A key directory that does not exist (publisher.keys, subscriber.origins) is a warning: exit 0.",
   ],
   options: configOption,
   async run(ctx) {
@@ -37,6 +39,7 @@ export const checkConfig: Command = {
       );
     }
     if (config.banHelper) sections.push("ban-helper");
+    for (const warning of await configWarnings(config, file)) ctx.stderr(`warning: ${warning}`);
     ctx.stdout(
       `${file}: ok; node ${config.node.name} (${identity.nodeId}); ${sections.join(", ") || "no process sections"}`,
     );

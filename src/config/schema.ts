@@ -172,7 +172,7 @@ export function configSchema(baseDir: string) {
       // The replay window: events outside it are refused, ids inside it remembered (twice as long).
       window: duration("2m", "1s", "1d"),
       allowCidr: z.boolean().default(false),
-      maxBanTime: duration("30d", "1m", "365d"),
+      maxBanTime: duration("30d", "1s", "365d"),
     })
     .strict();
 

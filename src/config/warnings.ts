@@ -1,0 +1,33 @@
+import { promises as fs } from "node:fs";
+import { quote } from "../errors.js";
+import type { Config } from "./schema.js";
+
+/**
+ * What is valid but almost surely not meant: a key directory that does not exist starts a publisher
+ * that admits nobody, or a subscriber that refuses every event. The daemons start anyway (the
+ * directory may be filled later, and both pick changes up), so these are warnings, one line each.
+ */
+export async function configWarnings(config: Config, file: string): Promise<string[]> {
+  const checks: [string, string | undefined, string][] = [
+    ["publisher.keys", config.publisher?.keys, "no monitor or subscriber is admitted"],
+    ["subscriber.origins", config.subscriber?.origins, "every event is refused as unauthorized"],
+  ];
+  const warnings: string[] = [];
+  for (const [key, dir, consequence] of checks) {
+    if (dir === undefined || (await exists(dir))) continue;
+    warnings.push(
+      `config ${quote(file)}: ${quote(key)} names directory ${quote(dir)}, which does not exist: ${consequence}`,
+    );
+  }
+  return warnings;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.stat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
+  }
+}
