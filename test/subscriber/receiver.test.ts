@@ -5,6 +5,8 @@ import { z85Encode } from "../../src/keys/z85.js";
 import { Counters } from "../../src/logging.js";
 import { MAX_PAYLOAD_BYTES } from "../../src/protocol/event.js";
 import {
+  decodeSnapshotRequest,
+  encodeBusy,
   encodeExpire,
   encodeHeartbeat,
   encodeSnapshot,
@@ -90,6 +92,10 @@ class ScriptedPublisher {
     for (const message of encodeSnapshot(entries, seq)) await this.router.send([routingId, ...message]);
   }
 
+  async busy(routingId: Buffer, retryAfterMs: number): Promise<void> {
+    await this.router.send([routingId, ...encodeBusy(retryAfterMs)]);
+  }
+
   async update(event: SignedEvent, seq: number): Promise<void> {
     await this.feed.send(encodeUpdate(event.payload, event.signature, seq));
   }
@@ -120,7 +126,13 @@ class ScriptedPublisher {
 
   private async serveRequests(): Promise<void> {
     try {
-      for await (const [routingId] of this.router) if (routingId) this.requests.push(Buffer.from(routingId));
+      for await (const [routingId, ...frames] of this.router) {
+        // Credits (one per chunk) are not requests.
+        const request = decodeSnapshotRequest(frames);
+        if (routingId && request.ok && request.message.type === "snapshot") {
+          this.requests.push(Buffer.from(routingId));
+        }
+      }
     } catch {
       // closed
     }
@@ -183,25 +195,34 @@ async function setup(
   return { publisher, receiver, delivered, saved, counters, deliveredCount };
 }
 
-test("clone pattern: snapshot first, then the updates buffered meanwhile that are newer", async (t) => {
+test("clone pattern: live updates are applied while the snapshot is pending; the sequence moves once both are", async (t) => {
   const { publisher, delivered, saved, deliveredCount } = await setup(t);
   const first = await publisher.request(1);
   await publisher.ready();
-  // Held back on the wire: the subscriber must buffer these while it waits for the snapshot.
+  // The snapshot is held back on the wire: live bans must not wait for it (issue 10, finding 5).
   await publisher.update(ev(3), 3);
   await publisher.update(ev(4), 4);
   await publisher.update(ev(5), 5);
+  await deliveredCount(3);
+  t.deepEqual(saved, [], "nothing is complete before the snapshot");
   await publisher.answer(first, [entry(1), entry(2), entry(3)], 3);
-  await deliveredCount(5);
+  await deliveredCount(6);
   t.deepEqual(delivered, [
+    { source: "live", seq: 3 },
+    { source: "live", seq: 4 },
+    { source: "live", seq: 5 },
     { source: "snapshot", seq: 1 },
     { source: "snapshot", seq: 2 },
     { source: "snapshot", seq: 3 },
-    { source: "live", seq: 4 },
-    { source: "live", seq: 5 },
   ]);
-  t.deepEqual(saved.slice(-3), [3, 4, 5], "the persisted sequence follows what was applied");
-  t.is(publisher.requests.length, 1);
+  await waitFor(() => (saved.length > 0 ? true : undefined), {
+    timeoutMs: DEADLINE_MS,
+    what: "a saved sequence",
+  });
+  t.deepEqual(saved, [5], "the snapshot (3) and the live updates after it (4, 5) are all applied");
+  await publisher.update(ev(6), 6);
+  await deliveredCount(7);
+  t.is(publisher.requests.length, 1, "6 follows 5: no new snapshot");
 });
 
 test("a gap in the sequence fetches a new snapshot; an expiry only advances the sequence", async (t) => {
@@ -217,14 +238,16 @@ test("a gap in the sequence fetches a new snapshot; an expiry only advances the 
   await publisher.update(ev(5), 5); // 4 was lost
   const second = await publisher.request(2);
   await publisher.update(ev(6), 6);
+  await deliveredCount(4);
   await publisher.answer(second, [entry(3), entry(4)], 5);
-  await deliveredCount(5);
+  await deliveredCount(6);
   t.deepEqual(delivered, [
     { source: "live", seq: 1 },
     { source: "live", seq: 3 },
+    { source: "live", seq: 5 },
+    { source: "live", seq: 6 },
     { source: "snapshot", seq: 3 },
     { source: "snapshot", seq: 4 },
-    { source: "live", seq: 6 },
   ]);
   t.is(counters.get("feed.gaps"), 1);
 });
@@ -242,35 +265,59 @@ test("a heartbeat ahead of us or a sequence that went back fetches a new snapsho
   // The publisher lost its state and numbers from 1 again.
   await publisher.update(ev(8), 1);
   await publisher.answer(await publisher.request(3), [entry(8)], 1);
-  await deliveredCount(3);
-  await publisher.update(ev(9), 2);
   await deliveredCount(4);
+  await publisher.update(ev(9), 2);
+  await deliveredCount(5);
   t.deepEqual(delivered, [
     { source: "live", seq: 5 },
     { source: "snapshot", seq: 6 },
+    { source: "live", seq: 8 },
     { source: "snapshot", seq: 8 },
     { source: "live", seq: 9 },
   ]);
   t.is(counters.get("feed.gaps"), 2);
 });
 
-test("a gap among the buffered updates starts another snapshot round", async (t) => {
-  const { publisher, delivered, deliveredCount } = await setup(t);
+test("a gap among the updates applied while the snapshot was pending starts another snapshot round", async (t) => {
+  const { publisher, delivered, saved, deliveredCount } = await setup(t);
   const first = await publisher.request(1);
   await publisher.ready();
   await publisher.update(ev(2), 2);
   await publisher.update(ev(4), 4); // 3 lost while the snapshot was pending
+  await deliveredCount(2);
   await publisher.answer(first, [entry(1)], 1);
   const second = await publisher.request(2);
-  await publisher.answer(second, [entry(1), entry(3)], 3);
-  await deliveredCount(5);
+  t.deepEqual(saved, [], "2 and 4 after a snapshot at 1: 3 is missing, nothing is complete");
+  await publisher.answer(second, [entry(1), entry(3), entry(4)], 4);
+  await deliveredCount(6);
   t.deepEqual(delivered, [
-    { source: "snapshot", seq: 1 },
     { source: "live", seq: 2 },
+    { source: "live", seq: 4 },
+    { source: "snapshot", seq: 1 },
     { source: "snapshot", seq: 1 },
     { source: "snapshot", seq: 3 },
-    { source: "live", seq: 4 },
+    { source: "snapshot", seq: 4 },
   ]);
+  await waitFor(() => (saved.length > 0 ? true : undefined), {
+    timeoutMs: DEADLINE_MS,
+    what: "a saved sequence",
+  });
+  t.deepEqual(saved, [4]);
+});
+
+test("a busy publisher is asked again after its hint, without counting a failure", async (t) => {
+  const { publisher, delivered, saved, counters, deliveredCount } = await setup(t, { snapshotRetryMs: 10 });
+  await publisher.ready();
+  await publisher.busy(await publisher.request(1), 50);
+  await publisher.answer(await publisher.request(2), [entry(1)], 1);
+  await deliveredCount(1);
+  t.deepEqual(delivered, [{ source: "snapshot", seq: 1 }]);
+  await waitFor(() => (saved.length > 0 ? true : undefined), {
+    timeoutMs: DEADLINE_MS,
+    what: "a saved sequence",
+  });
+  t.is(counters.get("snapshot.busy"), 1);
+  t.is(counters.get("snapshot.failed"), 0);
 });
 
 test("a publisher that never answers the snapshot is asked again with back-off, and close() ends the wait", async (t) => {
