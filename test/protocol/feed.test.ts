@@ -6,7 +6,9 @@ import {
   decodeSnapshotRequest,
   decodeSubmitReply,
   encodeAck,
+  encodeBusy,
   encodeChunk,
+  encodeCredit,
   encodeEnd,
   encodeExpire,
   encodeHeartbeat,
@@ -16,6 +18,7 @@ import {
   encodeUpdate,
   MAX_CHUNK_BYTES,
   MAX_CHUNK_ENTRIES,
+  TOPIC_BUSY,
   TOPIC_CHUNK,
   TOPIC_END,
   TOPIC_EXPIRE,
@@ -132,6 +135,20 @@ test("snapshot requests are exactly one topic frame", (t) => {
   t.deepEqual(decodeSnapshotRequest([b("f2bz/1/snapshot"), b("")]), { ok: false, reason: "frames" });
   t.deepEqual(decodeSnapshotRequest([b("f2bz/1/snapshoT")]), { ok: false, reason: "frames" });
   t.deepEqual(decodeSnapshotRequest([Buffer.alloc(4096)]), { ok: false, reason: "size" });
+});
+
+test("snapshot credit is one topic frame; busy carries a retry delay", (t) => {
+  t.deepEqual(decodeSnapshotRequest(encodeCredit()), { ok: true, message: { type: "credit" } });
+  t.deepEqual(decodeSnapshotRequest([b("f2bz/1/credit"), b("1")]), { ok: false, reason: "frames" });
+  t.deepEqual(decodeSnapshotReply(encodeBusy(1500)), {
+    ok: true,
+    message: { type: "busy", retryAfterMs: 1500 },
+  });
+  t.deepEqual(decodeSnapshotReply([b(TOPIC_BUSY), b("-1")]), { ok: false, reason: "schema" });
+  t.deepEqual(decodeSnapshotReply([b(TOPIC_BUSY), b("1e3")]), { ok: false, reason: "schema" });
+  t.deepEqual(decodeSnapshotReply([b(TOPIC_BUSY), Buffer.alloc(17, 0x31)]), { ok: false, reason: "size" });
+  t.deepEqual(decodeSnapshotReply([b(TOPIC_BUSY)]), { ok: false, reason: "frames" });
+  t.throws(() => encodeBusy(-1), { instanceOf: F2bzError });
 });
 
 test("a snapshot is split into chunks of at most 200 entries and an end marker", (t) => {

@@ -236,3 +236,28 @@ function signRange(identity: SecretIdentity, ip: string, seq = 1): Promise<Signe
     { allowCidr: true },
   );
 }
+
+test("superseded: a snapshot's ban older than a live unban of its origin is not applied; a newer ban is", async (t) => {
+  const b = await bench(t);
+  // The snapshot was read before the unban; the unban came live while it streamed (issue 10, 5).
+  const ban = await sign(origin, { seq: 3, ip: "203.0.113.5", time: NOW - 2000 });
+  const unban = await sign(origin, { seq: 4, kind: "unban", ip: "203.0.113.5", time: NOW - 1000 });
+  const otherBan = await sign(other, { seq: 1, ip: "203.0.113.5", time: NOW - 3000 });
+  const again = await sign(origin, { seq: 5, ip: "203.0.113.5", time: NOW });
+  t.true((await live(b.checklist, unban)).ok);
+  t.is(reasonOf(await snap(b.checklist, ban)), "superseded");
+  t.is(reasonOf(await live(b.checklist, ban)), "superseded", "also through a second publisher, late");
+  t.true((await snap(b.checklist, otherBan)).ok, "another origin's hold is not lifted by it");
+  t.true((await live(b.checklist, again)).ok, "the origin's later ban is");
+  t.is(b.counters.get("dropped.superseded"), 2);
+});
+
+test("superseded: an unban seen before (a duplicate) still supersedes the older ban", async (t) => {
+  const b = await bench(t);
+  const ban = await sign(origin, { seq: 3, ip: "203.0.113.5", time: NOW - 2000 });
+  const unban = await sign(origin, { seq: 4, kind: "unban", ip: "203.0.113.5", time: NOW - 1000 });
+  t.true((await live(b.checklist, unban)).ok);
+  const restarted = b.restart();
+  t.is(reasonOf(await live(restarted, unban)), "duplicate");
+  t.is(reasonOf(await snap(restarted, ban)), "superseded");
+});
