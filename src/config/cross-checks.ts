@@ -23,6 +23,8 @@ export interface CrossIssue {
   expected: string;
   /** The value in effect, for a key that the file leaves at its default. */
   value: string;
+  /** The same clash seen from the other key: reported instead when only that one is written. */
+  other?: CrossIssue;
 }
 
 type Daemon = "publisher" | "monitor" | "subscriber" | "banHelper";
@@ -92,11 +94,13 @@ export function crossCheck(config: CrossCheckInput): CrossIssue[] {
   for (const [i, b] of bound.entries()) {
     const first = bound.findIndex((a) => a.port === b.port && sameHost(a.host, b.host));
     if (first !== i) {
-      issues.push({
-        path: b.path,
-        expected: `a port that ${quoteKey(bound[first]!.path)} does not use (${bound[first]!.value})`,
-        value: b.value,
+      const a = bound[first]!;
+      const clash = (x: Bound, y: Bound): CrossIssue => ({
+        path: x.path,
+        expected: `a port that ${quoteKey(y.path)} does not use (${y.value})`,
+        value: x.value,
       });
+      issues.push({ ...clash(b, a), other: clash(a, b) });
     }
   }
   return issues;

@@ -2,6 +2,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, visit } from "yaml";
 import { F2bzError, quote } from "../errors.js";
+import type { CrossIssue } from "./cross-checks.js";
 import { closest, describeIssue, keyName, knownKeys, lowerFirst } from "./issues.js";
 import { type Config, configSchema } from "./schema.js";
 
@@ -85,18 +86,29 @@ export function parseConfig(text: string, file: string): Config {
       `${quote(keyName(issuePath))}: unknown key${guess ? ` (did you mean ${quote(guess)}?)` : ""}, expected one of ${known.join(", ")}`,
     );
   }
-  const located = locate(doc, lineCounter, issue.path);
+  let located = locate(doc, lineCounter, issue.path);
+  // A check across keys (cross-checks.ts) passes its issue in params.
+  let cross = issue.code === "custom" ? (issue.params as CrossIssue | undefined) : undefined;
+  // A clash of two keys is reported at the one the file writes, when the other is a default.
+  if (located.found === undefined && cross?.other) {
+    const other = locate(doc, lineCounter, cross.other.path);
+    if (other.found !== undefined) {
+      located = other;
+      cross = cross.other;
+    }
+  }
   const { line } = located;
-  // For a bad key of a mapping (banTimes), what was found is the key itself, not its value.
-  // A check across keys may be about a key the file leaves out: then what was found is its default.
-  const fallback = issue.code === "custom" ? issue.params?.value : undefined;
+  const issuePath = cross?.path ?? issue.path;
+  const expected = cross?.expected ?? describeIssue(issue);
+  // For a bad key of a mapping (banTimes), what was found is the key itself, not its value; for a
+  // key the file leaves out that a check across keys is about, the default in effect.
   const found =
     issue.code === "invalid_key"
       ? quote(String(issue.path.at(-1)))
-      : (located.found ?? (typeof fallback === "string" ? `the default ${quote(fallback)}` : undefined));
-  const key = issue.path.length > 0 ? keyName(issue.path) : "(top level)";
-  if (found === undefined) throw invalid(line, `${quote(key)}: missing, expected ${describeIssue(issue)}`);
-  throw invalid(line, `${quote(key)}: expected ${describeIssue(issue)}, found ${found}`);
+      : (located.found ?? (cross ? `the default ${quote(cross.value)}` : undefined));
+  const key = issuePath.length > 0 ? keyName(issuePath) : "(top level)";
+  if (found === undefined) throw invalid(line, `${quote(key)}: missing, expected ${expected}`);
+  throw invalid(line, `${quote(key)}: expected ${expected}, found ${found}`);
 }
 
 /**

@@ -227,7 +227,7 @@ export function configSchema(baseDir: string) {
           code: "custom",
           message: `expected ${issue.expected}`,
           path: issue.path,
-          params: { value: issue.value },
+          params: { value: issue.value, other: issue.other },
         });
       }
     });

@@ -308,6 +308,66 @@ const errors: [string, string, number, string][] = [
     "'metrics.listen': expected a string, found 9464",
   ],
   [
+    "a duration below its bound",
+    `${NODE}monitor:\n  ackTimeout: 0s\n  publishers: [{ submit: "tcp://127.0.0.1:5678", key: k }]\n`,
+    5,
+    "'monitor.ackTimeout': expected a duration from 100ms to 10m, found '0s'",
+  ],
+  [
+    "a duration past the clock's range",
+    `${NODE}events:\n  maxBanTime: 999999999w\n`,
+    5,
+    "'events.maxBanTime': expected a duration from 1s to 365d, found '999999999w'",
+  ],
+  [
+    "a per-jail ban time of zero",
+    `${NODE}monitor:\n  banTimes:\n    sshd: 0s\n  publishers: [{ submit: "tcp://127.0.0.1:5678", key: k }]\n`,
+    6,
+    "'monitor.banTimes.sshd': expected a duration from 1s to 365d, found '0s'",
+  ],
+  [
+    "a count out of range",
+    `${NODE}publisher:\n  maxPending: 1000000\n`,
+    5,
+    "'publisher.maxPending': expected at most 100000, found 1000000",
+  ],
+  [
+    "brackets around something else than an IPv6 address",
+    `${NODE}publisher:\n  submit: "tcp://[192.0.2.1]:5678"\n`,
+    5,
+    "'publisher.submit': expected an IPv6 address inside the brackets, found 'tcp://[192.0.2.1]:5678'",
+  ],
+  [
+    "an IPv6 bind wildcard as a connect address",
+    `${NODE}monitor:\n  publishers: [{ submit: "tcp://[::]:5678", key: k }]\n`,
+    5,
+    "'monitor.publishers[0].submit': expected an address and port to connect to, not a bind wildcard ('*', 0.0.0.0 or [::]), found 'tcp://[::]:5678'",
+  ],
+  [
+    "a connect address without a port",
+    `${NODE}monitor:\n  publishers: [{ submit: "tcp://192.0.2.1:*", key: k }]\n`,
+    5,
+    "'monitor.publishers[0].submit': expected an address and port to connect to, not a bind wildcard ('*', 0.0.0.0 or [::]), found 'tcp://192.0.2.1:*'",
+  ],
+  [
+    "a subscriber's snapshot endpoint equal to its feed",
+    `${NODE}subscriber:\n  publishers:\n    - { feed: "tcp://192.0.2.1:5680", snapshot: "tcp://192.0.2.1:5680", key: k }\n`,
+    6,
+    "'subscriber.publishers[0].snapshot': expected an endpoint not already named by 'subscriber.publishers[0].feed', found 'tcp://192.0.2.1:5680'",
+  ],
+  [
+    "a port clash with a default, reported at the key the file writes",
+    `${NODE}publisher:\n  submit: tcp://127.0.0.1:5680\n`,
+    5,
+    "'publisher.submit': expected a port that 'publisher.feed' does not use (tcp://0.0.0.0:5680), found 'tcp://127.0.0.1:5680'",
+  ],
+  [
+    "a metrics port equal to a default publisher port",
+    `${NODE}publisher: {}\nmetrics:\n  publisher: 127.0.0.1:5681\n`,
+    6,
+    "'metrics.publisher': expected a port that 'publisher.snapshot' does not use (tcp://0.0.0.0:5681), found '127.0.0.1:5681'",
+  ],
+  [
     "two documents",
     `${NODE}---\n${NODE}`,
     4,
@@ -323,6 +383,34 @@ for (const [what, yaml, line, message] of errors) {
     t.false(error?.message.includes("\n"));
   });
 }
+
+test("bounds and endpoints: what is at the edge is accepted", (t) => {
+  const config = parseConfig(
+    `${NODE}publisher:\n  submit: "tcp://[::]:5678"\n  feed: "tcp://*:*"\n  snapshot: ipc:///run/f2bz/snapshot\n` +
+      "  perOriginRate: 0.5\n  maxPending: 0\n" +
+      `monitor:\n  unbanHold: 0s\n  banTime: 365d\n  publishers: [{ submit: "tcp://[2001:db8::1]:5678", key: k }]\n` +
+      "events:\n  window: 1d\n  maxBanTime: 1s\n" +
+      // Two daemons, two metrics ports, neither a publisher port (the [::] bind takes them all).
+      "metrics:\n  listen: 127.0.0.1:9464\n  monitor: 127.0.0.1:9465\n",
+    FILE,
+  );
+  t.is(config.monitor?.unbanHold, 0);
+  t.is(config.events.window, 86_400_000);
+  t.is(config.events.maxBanTime, 1000);
+  t.is(config.publisher?.perOriginRate, 0.5);
+  t.is(config.publisher?.feed, "tcp://*:*");
+});
+
+test("never-ban and peer entries: addresses, ranges of any prefix, names for peers", (t) => {
+  const config = parseConfig(
+    `${NODE}subscriber:\n  publishers:\n    - { feed: "tcp://192.0.2.1:5680", snapshot: "tcp://192.0.2.1:5681", key: k }\n` +
+      '  neverBan: [10.0.0.0/8, "2001:db8::/32", 0.0.0.0/0]\n  peers: [web2.example.net, 198.51.100.7/24, "2001:db8::5"]\n' +
+      "  action:\n    type: exec\n    command: [/usr/local/sbin/block, '{kind}', '--ip={ip}', '{jail}', '{origin}', '{expires}']\n",
+    FILE,
+  );
+  t.deepEqual(config.subscriber?.neverBan, ["10.0.0.0/8", "2001:db8::/32", "0.0.0.0/0"]);
+  t.is(config.subscriber?.peers.length, 3);
+});
 
 test("a missing config file is CONFIG_NOT_FOUND and names the file", async (t) => {
   const dir = await tempDir(t);
