@@ -5,6 +5,7 @@ import { F2bzError, quote } from "../errors.js";
 import { loadPublicIdentity } from "../keys/files.js";
 import { fingerprint } from "../keys/identity.js";
 import { installKeyFile, type KeySource, readKeySource, readPendingSource } from "../keys/install.js";
+import { writePurgeMarker } from "../keys/purge-marker.js";
 import {
   checkKeyName,
   ensureLayout,
@@ -119,9 +120,17 @@ async function revoke(ctx: CommandContext, dir: string, name: string): Promise<n
     } catch {
       continue;
     }
-    await moveToRevoked(from, dir, id);
+    const revoked = await moveToRevoked(from, dir, id);
     moved++;
     ctx.stdout(`revoked ${role} ${id}`);
+    if (ctx.values["purge-bans"] === true && role === "monitor") {
+      // After the move: the publisher acts on the marker only once the key no longer counts.
+      const identity = await loadPublicIdentity(revoked);
+      if (identity.signPublic) {
+        await writePurgeMarker(revoked, { nodeId: identity.nodeId, signPublic: identity.signPublic });
+        ctx.stdout(`bans of ${id} (node ${identity.nodeId}) will be lifted by a running publisher`);
+      }
+    }
   }
   if (moved === 0)
     throw new F2bzError("KEY_NOT_FOUND", `no authorized key named ${quote(id)} in ${quote(dir)}`);
@@ -133,7 +142,7 @@ async function revoke(ctx: CommandContext, dir: string, name: string): Promise<n
  * Moves an authorized file into revoked/ without ever replacing a revoked file that holds another
  * key: that revocation must stay in force. The same key already revoked needs no second copy.
  */
-async function moveToRevoked(from: string, dir: string, id: string): Promise<void> {
+async function moveToRevoked(from: string, dir: string, id: string): Promise<string> {
   const key = await loadPublicIdentity(from).then(
     (identity) => keyHex(identity.curvePublic),
     () => undefined,
@@ -143,14 +152,14 @@ async function moveToRevoked(from: string, dir: string, id: string): Promise<voi
     try {
       await fs.link(from, to);
       await fs.unlink(from);
-      return;
+      return to;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
     const existing = await loadPublicIdentity(to).catch(() => undefined);
     if (key !== undefined && existing && keyHex(existing.curvePublic) === key) {
       await fs.unlink(from);
-      return;
+      return to;
     }
   }
 }
@@ -198,11 +207,12 @@ export const keys: Command = {
   name: "keys",
   summary: "manage the publisher's authorized keys: add, list, revoke, pending, accept",
   usage:
-    "f2bz keys <add monitor|subscriber FILE | list | revoke NAME | pending | accept ID> [--keys DIR | --config FILE]",
+    "f2bz keys <add monitor|subscriber FILE | list | revoke NAME [--purge-bans] | pending | accept ID> [--keys DIR | --config FILE]",
   help: [
     "  add monitor|subscriber FILE  authorize a public .key file (refuses secrets, duplicates, revoked keys)",
     "  list                         every key with its role, state, node id and fingerprint",
-    "  revoke NAME                  move NAME to revoked/; a running publisher cuts it off within seconds",
+    "  revoke NAME [--purge-bans]   move NAME to revoked/; a running publisher cuts it off within seconds",
+    "                               and with --purge-bans also lifts every ban that monitor holds",
     "  pending                      unknown keys that tried to connect",
     "  accept ID [--role ROLE]      authorize a pending key (role defaults to the one it asked for)",
     "The directory is --keys DIR, or the config's publisher.keys. Layout: keys/README.md.",
@@ -212,6 +222,7 @@ export const keys: Command = {
     keys: { type: "string", short: "k" },
     name: { type: "string" },
     role: { type: "string" },
+    "purge-bans": { type: "boolean" },
   },
   async run(ctx) {
     const [sub, ...args] = ctx.positionals;

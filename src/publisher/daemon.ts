@@ -16,10 +16,11 @@ import {
 import { FEED_INBOUND_MAX_BYTES, gateSubscriptions } from "../transport/subscription-gate.js";
 import { ZapHandler } from "../transport/zap.js";
 import { Intake } from "./intake.js";
+import { RevokedPurger } from "./purge.js";
 import { OriginLimiter } from "./rate-limit.js";
 import { SnapshotReader } from "./snapshot-reader.js";
 import { type Send, SnapshotServer, serialSender } from "./snapshot-server.js";
-import { PUBLISHER_STATE_FILE, PublisherStore } from "./store.js";
+import { type Expiry, PUBLISHER_STATE_FILE, PublisherStore } from "./store.js";
 
 export type PublisherSettings = Config & { publisher: PublisherConfig };
 
@@ -192,13 +193,24 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     ];
     resources.splice(resources.indexOf(submit), 0, { close: () => Promise.allSettled(loops) }, snapshots);
 
+    const announceExpiry = (expiry: Expiry) =>
+      publish(encodeExpire({ jail: expiry.jail, ip: expiry.ip, id: expiry.id }, expiry.publisherSeq));
+    const purger = new RevokedPurger({
+      keysDir: settings.keys,
+      store,
+      isAuthorizedOrigin: (origin, key) => access.isAuthorizedOrigin(origin, key),
+      announce: announceExpiry,
+      counters,
+      logger: log,
+    });
     const timers = [
       every(PRUNE_MS, "prune", () => {
         for (const expiry of store.pruneExpired(Date.now())) {
-          publish(encodeExpire({ jail: expiry.jail, ip: expiry.ip, id: expiry.id }, expiry.publisherSeq));
+          announceExpiry(expiry);
           counters.inc("bans.expired");
         }
       }),
+      every(PRUNE_MS, "purge", () => void purger.run().catch((error: unknown) => failed("purge", error))),
       every(HEARTBEAT_MS, "heartbeat", () => publish(encodeHeartbeat(store.publisherSeq))),
       every(60_000, "prune-seen", () => store.pruneSeen(Date.now() - 2 * config.events.window)),
     ];
