@@ -1,3 +1,4 @@
+import { resolveGroup } from "../ban-helper/system.js";
 import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
 import { configWarnings } from "../config/warnings.js";
 import { F2bzError } from "../errors.js";
@@ -38,7 +39,11 @@ export const checkConfig: Command = {
         `subscriber (${config.subscriber.publishers.length} publishers, action ${config.subscriber.action.type})`,
       );
     }
-    if (config.banHelper) sections.push("ban-helper");
+    if (config.banHelper) {
+      // The same lookup as the helper's at start (which skips it when systemd passes the socket).
+      if (config.banHelper.group !== undefined) await resolveGroup(config.banHelper.group);
+      sections.push("ban-helper");
+    }
     for (const warning of await configWarnings(config, file)) ctx.stderr(`warning: ${warning}`);
     ctx.stdout(
       `${file}: ok; node ${config.node.name} (${identity.nodeId}); ${sections.join(", ") || "no process sections"}`,

@@ -321,6 +321,23 @@ for (const [command, [what, edit, needle, message]] of daemonRefusals) {
 }
 
 test.serial(
+  "check-config refuses a banHelper.group that does not exist, as the ban-helper does",
+  async (t) => {
+    const { config } = await setup(t);
+    const text = replaceOnce(
+      await readFile(config, "utf8"),
+      "  # group: f2bz\n",
+      "  group: f2bz-no-such-group\n",
+    );
+    await writeFile(config, text);
+    const r = await runCli(["check-config", "--config", config]);
+    t.is(r.code, 78, r.stdout);
+    oneLine(t, r);
+    t.is(r.stderr, "f2bz check-config: group 'f2bz-no-such-group' does not exist in '/etc/group'\n");
+  },
+);
+
+test.serial(
   "check-config warns, exit 0, when publisher.keys or subscriber.origins names no directory",
   async (t) => {
     const { dir, config } = await setup(t);
