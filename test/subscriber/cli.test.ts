@@ -97,13 +97,16 @@ anyTest("a bad action is refused at start, before any socket is opened", async (
   const pubNode = await cluster.node("pub");
   const config = await cluster.configFile(sub, {
     subscriber: {
-      publishers: [{ feed: "tcp://127.0.0.1:9", snapshot: "tcp://127.0.0.1:9", key: pubNode.publicKey }],
+      publishers: [{ feed: "tcp://127.0.0.1:9", snapshot: "tcp://127.0.0.1:10", key: pubNode.publicKey }],
       action: { type: "exec", command: ["block-ip", "{ip}"] },
     },
   });
   const r = await runCli(["subscriber", "--config", config]);
-  t.not(r.code, 0);
-  t.regex(r.stderr, /action\.command\[0\] 'block-ip' is invalid, expected the absolute path of a program/);
+  t.is(r.code, 78);
+  t.regex(
+    r.stderr,
+    /line \d+: 'subscriber\.action\.command\[0\]': expected the absolute path of a program, without placeholders, found 'block-ip'\n$/,
+  );
   t.is(r.stdout, "", "nothing started");
 });
 
