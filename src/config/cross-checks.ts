@@ -50,7 +50,9 @@ export function crossCheck(config: CrossCheckInput): CrossIssue[] {
     connects.push({ path: ["subscriber", "publishers", i, "snapshot"], value: p.snapshot });
   }
   for (const [i, c] of connects.entries()) {
-    const first = connects.findIndex((d) => d.value === c.value && d.path[0] === c.path[0]);
+    const first = connects.findIndex(
+      (d) => d.value === c.value && d.path[0] === c.path[0] && d.path.at(-1) === c.path.at(-1),
+    );
     if (first !== i) {
       issues.push({
         path: c.path,

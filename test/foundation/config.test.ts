@@ -86,6 +86,7 @@ test("defaults fill in every key of a present section; absent sections stay abse
     perOriginBurst: 200,
     globalRate: 500,
     maxPending: 100,
+    maxActivePerOrigin: 100_000,
   });
   t.like(config.monitor, {
     log: "/var/log/fail2ban.log",
@@ -350,10 +351,11 @@ const errors: [string, string, number, string][] = [
     "'monitor.publishers[0].submit': expected an address and port to connect to, not a bind wildcard ('*', 0.0.0.0 or [::]), found 'tcp://192.0.2.1:*'",
   ],
   [
-    "a subscriber's snapshot endpoint equal to its feed",
-    `${NODE}subscriber:\n  publishers:\n    - { feed: "tcp://192.0.2.1:5680", snapshot: "tcp://192.0.2.1:5680", key: k }\n`,
-    6,
-    "'subscriber.publishers[0].snapshot': expected an endpoint not already named by 'subscriber.publishers[0].feed', found 'tcp://192.0.2.1:5680'",
+    "a publisher listed twice by the subscriber",
+    `${NODE}subscriber:\n  publishers:\n    - { feed: "tcp://192.0.2.1:5680", snapshot: "tcp://192.0.2.1:5681", key: k }\n` +
+      `    - { feed: "tcp://192.0.2.2:5680", snapshot: "tcp://192.0.2.1:5681", key: k }\n`,
+    7,
+    "'subscriber.publishers[1].snapshot': expected an endpoint not already named by 'subscriber.publishers[0].snapshot', found 'tcp://192.0.2.1:5681'",
   ],
   [
     "a port clash with a default, reported at the key the file writes",
