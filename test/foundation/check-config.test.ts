@@ -142,8 +142,9 @@ test("check-config loads the monitor keys named by subscriber.origins, refusing 
   t.regex(r.stderr, /origins\/pub1\.key' contains a secret key, expected a public certificate\n$/);
 });
 
-/** The 1-based line of the first line of `text` that contains `needle`. */
-const lineOf = (text: string, needle: string) => text.split("\n").findIndex((l) => l.includes(needle)) + 1;
+/** The 1-based line of the first line of `text` that contains `needle` outside a comment. */
+const lineOf = (text: string, needle: string) =>
+  text.split("\n").findIndex((l) => !l.trimStart().startsWith("#") && l.includes(needle)) + 1;
 
 /** Replaces exactly one occurrence, so that a change of the example cannot turn a case into a no-op. */
 function replaceOnce(text: string, from: string, to: string): string {
