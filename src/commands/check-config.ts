@@ -44,7 +44,7 @@ export const checkConfig: Command = {
       if (config.banHelper.group !== undefined) await resolveGroup(config.banHelper.group);
       sections.push("ban-helper");
     }
-    for (const warning of await configWarnings(config, file)) ctx.stderr(`warning: ${warning}`);
+    for (const { message } of await configWarnings(config, file)) ctx.stderr(`warning: ${message}`);
     ctx.stdout(
       `${file}: ok; node ${config.node.name} (${identity.nodeId}); ${sections.join(", ") || "no process sections"}`,
     );

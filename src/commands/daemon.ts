@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
 import type { ListenAddress } from "../config/loopback.js";
 import type { Config } from "../config/schema.js";
+import { configWarnings } from "../config/warnings.js";
 import { F2bzError, quote } from "../errors.js";
 import { type Counters, createLogger, type Logger } from "../logging.js";
 import type { CommandContext } from "./command.js";
@@ -57,6 +58,8 @@ export async function runDaemon<S extends Section>(
     ...(config.logging.file ? { file: config.logging.file } : {}),
   });
   const logger = logging.logger.child({ node: config.node.name });
+  // What check-config warns about in this daemon's section: it starts anyway (the directory may come).
+  for (const w of await configWarnings(config, file)) if (w.section === section) logger.warn(w.message);
   ctx.onHangup(() => {
     logging.reopen();
     logger.info("log file reopened");

@@ -7,17 +7,19 @@ import type { Config } from "./schema.js";
  * that admits nobody, or a subscriber that refuses every event. The daemons start anyway (the
  * directory may be filled later, and both pick changes up), so these are warnings, one line each.
  */
-export async function configWarnings(config: Config, file: string): Promise<string[]> {
-  const checks: [string, string | undefined, string][] = [
-    ["publisher.keys", config.publisher?.keys, "no monitor or subscriber is admitted"],
-    ["subscriber.origins", config.subscriber?.origins, "every event is refused as unauthorized"],
-  ];
-  const warnings: string[] = [];
-  for (const [key, dir, consequence] of checks) {
+export async function configWarnings(
+  config: Config,
+  file: string,
+): Promise<{ section: "publisher" | "subscriber"; message: string }[]> {
+  const checks = [
+    ["publisher", "keys", config.publisher?.keys, "no monitor or subscriber is admitted"],
+    ["subscriber", "origins", config.subscriber?.origins, "every event is refused as unauthorized"],
+  ] as const;
+  const warnings: { section: "publisher" | "subscriber"; message: string }[] = [];
+  for (const [section, key, dir, consequence] of checks) {
     if (dir === undefined || (await exists(dir))) continue;
-    warnings.push(
-      `config ${quote(file)}: ${quote(key)} names directory ${quote(dir)}, which does not exist: ${consequence}`,
-    );
+    const message = `config ${quote(file)}: '${section}.${key}' names directory ${quote(dir)}, which does not exist: ${consequence}`;
+    warnings.push({ section, message });
   }
   return warnings;
 }

@@ -6,6 +6,7 @@ import test, { type ExecutionContext } from "ava";
 import { loadSecretIdentity } from "../../src/keys/files.js";
 import { type CliResult, runCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/temp-dir.js";
+import { spawnDaemon } from "../metrics/helpers.js";
 
 const EXAMPLE = fileURLToPath(new URL("../../config/f2bz.example.yaml", import.meta.url));
 
@@ -353,5 +354,35 @@ test.serial(
         `warning: config '${config}': 'subscriber.origins' names directory '${dir}/missing-origins', which does not exist: every event is refused as unauthorized\n`,
     );
     t.regex(r.stdout, /: ok; node web1 /);
+  },
+);
+
+test.serial(
+  "f2bz publisher logs the warning check-config prints for a missing publisher.keys, and starts",
+  async (t) => {
+    const { dir, config } = await setup(t);
+    await writeFile(
+      config,
+      [
+        `node: { name: web1, identity: keys/web1.key_secret, stateDir: ${dir}/state }`,
+        'publisher: { submit: "tcp://127.0.0.1:*", feed: "tcp://127.0.0.1:*", snapshot: "tcp://127.0.0.1:*", keys: missing-keys }',
+        "logging: { level: info }",
+        "",
+      ].join("\n"),
+    );
+    const message = `config '${config}': 'publisher.keys' names directory '${dir}/missing-keys', which does not exist: no monitor or subscriber is admitted`;
+    const check = await runCli(["check-config", "--config", config]);
+    t.is(check.code, 0, check.stderr);
+    t.is(check.stderr, `warning: ${message}\n`);
+    const daemon = spawnDaemon(t, ["publisher", "--config", config]);
+    await daemon.started("publisher");
+    const warning = daemon
+      .stdout()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { level: number; msg: string })
+      .find((l) => l.level === 40);
+    t.is(warning?.msg, message);
+    t.is(await daemon.stop(), 0);
   },
 );
