@@ -1,9 +1,9 @@
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import type { Config, MonitorConfig } from "../config/schema.js";
-import { F2bzError } from "../errors.js";
+import { F2bzError, quote } from "../errors.js";
 import { loadSecretIdentity } from "../keys/files.js";
-import { loadPinnedKey } from "../keys/store.js";
+import { keyHex, loadPinnedKey } from "../keys/store.js";
 import { Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
 import { parseAddress } from "../policy/address.js";
 import { isValidJail } from "../policy/jail.js";
@@ -41,15 +41,9 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
   const settings = config.monitor;
   const log = logger.child({ component: "monitor" });
   const identity = await loadSecretIdentity(config.node.identity);
-  const publishers = await Promise.all(
-    settings.publishers.map(async (p) => ({ ...p, identity: await loadPinnedKey(p.key) })),
-  );
-  // Each submit endpoint is listed once (the schema refuses twice): it names a publisher in the outbox.
+  const publishers = await pinnedPublishers(settings.publishers);
   const counters = new Counters();
-  const outbox = new Outbox(
-    config.node.stateDir,
-    publishers.map((p) => p.submit),
-  );
+  const outbox = new Outbox(config.node.stateDir, publishers);
   const source = settings.source;
   let input: LogTailer | JournalTailer;
   try {
@@ -86,6 +80,7 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
     (p) =>
       new PublisherLink({
         endpoint: p.submit,
+        name: p.name,
         serverKey: p.identity.curvePublic,
         identity: { curvePublic: identity.curvePublic, curveSecret: identity.curveSecret },
         outbox,
@@ -316,6 +311,29 @@ export async function startMonitor(config: MonitorSettings, logger: Logger): Pro
       return closing;
     },
   };
+}
+
+/**
+ * Each publisher with its pinned key, which names it in the outbox: two entries pinning one key
+ * would share one queue, each taking the other's events away.
+ */
+async function pinnedPublishers(list: MonitorConfig["publishers"]) {
+  const publishers = await Promise.all(
+    list.map(async (p) => {
+      const identity = await loadPinnedKey(p.key);
+      return { ...p, identity, name: keyHex(identity.curvePublic), endpoint: p.submit };
+    }),
+  );
+  for (const [i, p] of publishers.entries()) {
+    const twin = publishers.findIndex((q) => q.name === p.name);
+    if (twin !== i) {
+      throw new F2bzError(
+        "CONFIG_INVALID",
+        `monitor.publishers[${i}] pins the same key as monitor.publishers[${twin}] (${quote(p.key)}): list each publisher once`,
+      );
+    }
+  }
+  return publishers;
 }
 
 /**

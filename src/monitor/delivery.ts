@@ -9,8 +9,10 @@ import { type CurveKeyPair, createClientSocket } from "../transport/sockets.js";
 import type { Outbox, OutboxEntry } from "./outbox.js";
 
 export interface LinkOptions {
-  /** The publisher's submit endpoint; also its name in the outbox. */
+  /** The publisher's submit endpoint. */
   endpoint: string;
+  /** Its name in the outbox: its pinned key, which a renamed endpoint keeps. */
+  name: string;
   serverKey: Uint8Array;
   identity: CurveKeyPair;
   outbox: Outbox;
@@ -89,7 +91,7 @@ export class PublisherLink {
 
   private async serve(): Promise<void> {
     while (!this.closed) {
-      let entry = this.o.outbox.nextFor(this.o.endpoint);
+      let entry = this.o.outbox.nextFor(this.o.name);
       if (!entry) {
         await this.idle();
         continue;
@@ -147,7 +149,7 @@ export class PublisherLink {
       return;
     }
     if (reply.message.type === "ack") {
-      this.o.outbox.acknowledge(this.o.endpoint, entry.id);
+      this.o.outbox.acknowledge(this.o.name, entry.id);
       this.o.counters.inc("delivery.acked");
       this.backoffMs = this.backoff.initialMs;
       this.progress();
@@ -176,7 +178,7 @@ export class PublisherLink {
     }
     // Permanent: resending the same bytes can only be refused again.
     this.log.error({ id: entry.id, reason }, "publisher rejected the event: dropped for this publisher");
-    this.o.outbox.acknowledge(this.o.endpoint, entry.id);
+    this.o.outbox.acknowledge(this.o.name, entry.id);
     this.progress();
   }
 

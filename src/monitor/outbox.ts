@@ -27,12 +27,23 @@ const MIGRATIONS = [
   CREATE INDEX pending_queue ON pending (publisher, place);
   CREATE INDEX pending_id ON pending (id);
   `,
+  // Publishers are named by their pinned CURVE key, not by an endpoint that a config edit renames
+  // (which dropped their queue); the endpoint each key had last is kept for `f2bz status`.
+  `
+  CREATE TABLE publishers (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL) WITHOUT ROWID;
+  `,
 ];
 
 export const MONITOR_STATE_FILE = "monitor.sqlite3";
 
 /** Where the log input stopped: a file position, or a journal cursor. */
 export type Position = { inode: number; offset: number } | { cursor: string };
+
+/** A configured publisher: `name` (its pinned CURVE key, hex) is what the queue knows it by. */
+export interface OutboxPublisher {
+  name: string;
+  endpoint: string;
+}
 
 export interface OutboxEntry {
   id: string;
@@ -52,18 +63,28 @@ export interface OutboxEntry {
  */
 export class Outbox {
   private readonly db: Db;
+  private readonly publishers: readonly string[];
 
-  constructor(
-    stateDir: string,
-    private readonly publishers: readonly string[],
-  ) {
+  constructor(stateDir: string, publishers: readonly OutboxPublisher[]) {
     this.db = openDatabase(path.join(stateDir, MONITOR_STATE_FILE), MIGRATIONS);
+    this.publishers = publishers.map((p) => p.name);
     // Sequences start at the creation time in ms: if the state file is ever lost, new event ids
     // still never collide with ones the publishers have seen.
     this.db.prepare("UPDATE meta SET value = ? WHERE key = 'seq' AND value = 0").run(Date.now());
     // A publisher added to the config gets nothing old; one removed leaves nothing behind.
-    const known = new Set(publishers);
+    const known = new Set(this.publishers);
     this.db.transaction(() => {
+      // State files of versions that named publishers by endpoint: a queue whose endpoint is still
+      // configured belongs to the key configured there now. (Keys are hex, endpoints have `://`.)
+      for (const p of publishers) {
+        this.db
+          .prepare("UPDATE OR IGNORE pending SET publisher = ? WHERE publisher = ?")
+          .run(p.name, p.endpoint);
+      }
+      this.db.prepare("DELETE FROM publishers").run();
+      for (const p of publishers) {
+        this.db.prepare("INSERT INTO publishers (name, endpoint) VALUES (?, ?)").run(p.name, p.endpoint);
+      }
       const listed = this.db.prepare("SELECT DISTINCT publisher FROM pending").all() as {
         publisher: string;
       }[];

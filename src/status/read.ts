@@ -167,8 +167,14 @@ function readMonitor(db: Db, configured: readonly string[]): MonitorState {
     oldest: number | null;
   };
   const pending = new Map(configured.map((p) => [p, 0]));
+  // The queue names publishers by pinned key; shown by the endpoint the monitor last had for it.
+  const named = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'publishers'").get();
   const rows = db
-    .prepare("SELECT publisher, count(*) AS n FROM pending GROUP BY publisher ORDER BY publisher")
+    .prepare(
+      named
+        ? "SELECT coalesce(e.endpoint, p.publisher) AS publisher, count(*) AS n FROM pending p LEFT JOIN publishers e ON e.name = p.publisher GROUP BY 1 ORDER BY 1"
+        : "SELECT publisher, count(*) AS n FROM pending GROUP BY publisher ORDER BY publisher",
+    )
     .all() as { publisher: string; n: number }[];
   for (const row of rows) pending.set(row.publisher, row.n);
   const positions = (

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { appendFile, rename } from "node:fs/promises";
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
+import { keyHex } from "../../src/keys/store.js";
 import { Outbox } from "../../src/monitor/outbox.js";
 import { waitFor } from "../harness/wait.js";
 import { CLI, ensureBuilt } from "../helpers/cli.js";
@@ -85,7 +86,10 @@ async function configFile(lab: MonitorLab, extra: Record<string, unknown> = {}):
   });
 }
 
-const openOutbox = (lab: MonitorLab) => new Outbox(lab.monitorNode.stateDir, [lab.submit]);
+/** The monitor's state file, opened as the monitor would with its one configured publisher. */
+const publisherName = (lab: MonitorLab) => keyHex(lab.publisherNode.identity.curvePublic);
+const openOutbox = (lab: MonitorLab) =>
+  new Outbox(lab.monitorNode.stateDir, [{ name: publisherName(lab), endpoint: lab.submit }]);
 
 test("f2bz monitor logs JSON, exits 0 on SIGTERM with the outbox intact, and delivers it after a restart", async (t) => {
   t.timeout(40_000);
@@ -112,7 +116,7 @@ test("f2bz monitor logs JSON, exits 0 on SIGTERM with the outbox intact, and del
   // What the outbox holds on disk after the stop: both events, and the position after their lines.
   const outbox = openOutbox(lab);
   t.is(outbox.size(), 2);
-  t.is(outbox.nextFor(lab.submit)?.id, queued[0]!.id);
+  t.is(outbox.nextFor(publisherName(lab))?.id, queued[0]!.id);
   const logSize = readFileSync(lab.logFile).length;
   t.like(outbox.position("file"), { offset: logSize });
   outbox.close();

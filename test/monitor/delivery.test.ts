@@ -3,7 +3,7 @@ import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import type * as zmq from "zeromq";
 import { formatPublicCertificate } from "../../src/keys/identity.js";
-import { roleDir } from "../../src/keys/store.js";
+import { keyHex, roleDir } from "../../src/keys/store.js";
 import { type BanEvent, isEventId } from "../../src/protocol/event.js";
 import { encodeAck, encodeNack } from "../../src/protocol/feed.js";
 import { peekEnvelope } from "../../src/protocol/peek.js";
@@ -42,6 +42,9 @@ const queued = (logs: LogLine[], n: number) =>
     const lines = logs.filter((l) => l.msg === "event queued");
     return lines.length >= n ? lines : undefined;
   }, `${n} events queued`);
+
+/** How the outbox names a publisher: by its pinned key. */
+const nameOf = (node: TestNode) => keyHex(node.identity.curvePublic);
 
 function assertExactlyOnce(t: ExecutionContext, events: readonly BanEvent[], expected: string[]) {
   t.deepEqual(
@@ -172,8 +175,11 @@ test("a publisher that never answers does not hold up another one; its events wa
     feed.events,
     bans.map((ip) => `ban sshd ${ip}`),
   );
-  await until(() => (monitor.outbox.pendingFor(lab.submit) === 0 ? true : undefined), "the real one acked");
-  t.is(monitor.outbox.pendingFor(silent), 3);
+  await until(
+    () => (monitor.outbox.pendingFor(nameOf(lab.publisherNode)) === 0 ? true : undefined),
+    "the real one acked",
+  );
+  t.is(monitor.outbox.pendingFor(nameOf(silentNode)), 3);
   t.is(monitor.outbox.size(), 3);
   t.true(fake.received.length >= 1);
   t.true(fake.received.every((id) => isEventId(id)));
@@ -193,9 +199,12 @@ test("every publisher gets every event; an entry leaves the outbox once the last
   const bans = ["198.51.100.1", "198.51.100.2", "2001:db8::3"];
   await lab.append(...bans.map((ip) => banLine("sshd", ip)));
   await one.feed.waitCount(3);
-  await until(() => (monitor.outbox.pendingFor(lab.submit) === 0 ? true : undefined), "the first one acked");
+  await until(
+    () => (monitor.outbox.pendingFor(nameOf(lab.publisherNode)) === 0 ? true : undefined),
+    "the first one acked",
+  );
   t.is(monitor.outbox.size(), 3, "still waiting for the second publisher");
-  t.is(monitor.outbox.pendingFor(second.submit), 3);
+  t.is(monitor.outbox.pendingFor(nameOf(second.node)), 3);
 
   const two = await lab.startPublisher({}, second);
   await two.feed.waitCount(3);
@@ -400,7 +409,7 @@ test("an entry held longer than half the window is signed again before it is sen
   const { monitor, logs } = await lab.startMonitor({ banTime: "1h" }, window);
   await lab.append(banLine("sshd", "198.51.100.1"));
   const [entry] = await queued(logs, 1);
-  const original = monitor.outbox.nextFor(lab.submit)!;
+  const original = monitor.outbox.nextFor(nameOf(lab.publisherNode))!;
   t.is(entry?.id, original.id);
   // The condition is the entry's age: past the publisher's whole window, so unchanged bytes are refused.
   await until(() => (Date.now() - original.time > 2_500 ? true : undefined), "the entry to be stale");
@@ -421,7 +430,7 @@ test("a stale refusal from a publisher with a shorter window: signed again, in i
   const { monitor, logs } = await lab.startMonitor({}, { window: "10m" });
   await lab.append(banLine("sshd", "198.51.100.1"));
   const [ban] = await queued(logs, 1);
-  const original = monitor.outbox.nextFor(lab.submit)!;
+  const original = monitor.outbox.nextFor(nameOf(lab.publisherNode))!;
   t.is(ban?.id, original.id);
   await until(() => (Date.now() - original.time > 5_500 ? true : undefined), "the ban to be stale");
   // Queued behind the stale ban and still fresh: re-signing the ban must not move it past these,
@@ -517,4 +526,42 @@ test("monitor.unbanHold: an unban waits in the interpreter for that long; 0s sen
   await direct.append(banLine("sshd", "198.51.100.72"), unbanLine("sshd", "198.51.100.72"));
   await second.feed.waitEvent("unban", "198.51.100.72");
   t.deepEqual(second.feed.describe(), ["ban sshd 198.51.100.72", "unban sshd 198.51.100.72"]);
+});
+
+test("a publisher renamed in the config (another host name, same pinned key) keeps its unacknowledged events", async (t) => {
+  t.timeout(30_000);
+  const lab = await monitorLab(t);
+  const before = await lab.startMonitor();
+  await lab.append(banLine("sshd", "198.51.100.81"), banLine("sshd", "198.51.100.82"));
+  await queued(before.logs, 2);
+  await before.monitor.close();
+
+  // The operator now names the same publisher (same key file) by a host name instead of its address.
+  const renamed = lab.submit.replace("127.0.0.1", "localhost");
+  const { monitor } = await lab.startMonitor({
+    publishers: [{ submit: renamed, key: lab.publisherNode.publicKey }],
+  });
+  t.is(monitor.outbox.size(), 2, "nothing dropped at start");
+  const { feed } = await lab.startPublisher();
+  await feed.waitCount(2);
+  await drained(monitor);
+  assertExactlyOnce(t, feed.events, ["ban sshd 198.51.100.81", "ban sshd 198.51.100.82"]);
+});
+
+test("two publishers pinning one key are refused at start: they would share one queue", async (t) => {
+  const lab = await monitorLab(t);
+  const other = `tcp://127.0.0.1:${await freePort()}`;
+  const error = await t.throwsAsync(
+    lab.startMonitor({
+      publishers: [
+        { submit: lab.submit, key: lab.publisherNode.publicKey },
+        { submit: other, key: lab.publisherNode.publicKey },
+      ],
+    }),
+  );
+  t.like(error, { code: "CONFIG_INVALID" });
+  t.regex(
+    error?.message ?? "",
+    /^monitor\.publishers\[1\] pins the same key as monitor\.publishers\[0\] \('.*pub1\.key'\)/,
+  );
 });

@@ -16,11 +16,20 @@ function entry(seq: number, time = 1_800_000_000_000): OutboxEntry {
   };
 }
 
-async function open(t: ExecutionContext, publishers = ["tcp://a:1", "tcp://b:1"]) {
+/** Publishers are named by their pinned key (hex); each here has its own endpoint. */
+const A = "aa".repeat(32);
+const B = "bb".repeat(32);
+const C = "cc".repeat(32);
+const endpointOf = (name: string) => `tcp://${name.slice(0, 1)}:1`;
+
+async function open(t: ExecutionContext, publishers = [A, B]) {
   const dir = await tempDir(t, "f2bz-outbox-");
   const boxes: Outbox[] = [];
   const reopen = (list = publishers) => {
-    const box = new Outbox(dir, list);
+    const box = new Outbox(
+      dir,
+      list.map((name) => ({ name, endpoint: endpointOf(name) })),
+    );
     boxes.push(box);
     return box;
   };
@@ -30,8 +39,6 @@ async function open(t: ExecutionContext, publishers = ["tcp://a:1", "tcp://b:1"]
   return { dir, outbox: reopen(), reopen };
 }
 
-const A = "tcp://a:1";
-const B = "tcp://b:1";
 const state = { allStopping: false, restarted: [], stopping: ["sshd"], held: [], pid: 4242 };
 
 test("commit stores entries, log position and interpreter state together, and they survive a reopen", async (t) => {
@@ -164,7 +171,6 @@ test("a publisher removed from the config leaves nothing behind; one added gets 
   outbox.acknowledge(B, two.id); // two waits for A only
   outbox.close();
 
-  const C = "tcp://c:1";
   const again = reopen([A, C]);
   t.is(again.pendingFor(B), 0);
   t.is(again.pendingFor(C), 0);
@@ -179,4 +185,42 @@ test("a publisher removed from the config leaves nothing behind; one added gets 
   t.teardown(() => db.close());
   t.deepEqual(db.prepare("SELECT count(*) AS n FROM pending WHERE publisher = ?").get(B), { n: 0 });
   t.deepEqual(db.prepare("SELECT count(*) AS n FROM outbox").get(), { n: 2 });
+});
+
+test("a state file that named publishers by endpoint: each queue goes to the key configured there now", async (t) => {
+  const { dir, outbox, reopen } = await open(t);
+  const [one, two] = [entry(outbox.takeSeq()), entry(outbox.takeSeq())];
+  outbox.commit("file", [one, two], { inode: 1, offset: 1 }, state);
+  outbox.acknowledge(B, one.id);
+  outbox.close();
+  // As versions before keys named publishers wrote it: the submit endpoint in the queue.
+  const old = new Database(path.join(dir, MONITOR_STATE_FILE));
+  old.prepare("UPDATE pending SET publisher = 'tcp://a:1' WHERE publisher = ?").run(A);
+  old.prepare("UPDATE pending SET publisher = 'tcp://b:1' WHERE publisher = ?").run(B);
+  old.close();
+
+  // A keeps its endpoint; B's endpoint is no longer configured, C is new there.
+  const again = new Outbox(dir, [
+    { name: A, endpoint: "tcp://a:1" },
+    { name: C, endpoint: "tcp://b2:1" },
+  ]);
+  t.teardown(() => again.close());
+  t.is(again.pendingFor(A), 2);
+  t.deepEqual(again.nextFor(A), one);
+  t.is(again.pendingFor(C), 0, "a new key gets nothing old");
+  t.is(again.pendingFor("tcp://a:1"), 0);
+  t.is(again.pendingFor("tcp://b:1"), 0, "a queue of an endpoint no longer configured is dropped");
+  t.is(again.size(), 2);
+  again.close();
+  t.is(reopen([A]).pendingFor(A), 2, "a reopen keeps the renamed queue");
+});
+
+test("a publisher renamed in the config, same key: its queue stays", async (t) => {
+  const { dir, outbox } = await open(t, [A]);
+  const queued = entry(outbox.takeSeq());
+  outbox.commit("file", [queued], { inode: 1, offset: 1 }, state);
+  outbox.close();
+  const again = new Outbox(dir, [{ name: A, endpoint: "tcp://a.example.net:1" }]);
+  t.teardown(() => again.close());
+  t.deepEqual(again.nextFor(A), queued);
 });

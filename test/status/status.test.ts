@@ -11,6 +11,9 @@ import { type TestNode, testCluster } from "../helpers/cluster.js";
 const HOUR = 3_600_000;
 const SUBMIT_1 = "tcp://127.0.0.1:5678";
 const SUBMIT_2 = "tcp://127.0.0.1:6678";
+/** How the monitor's outbox names the two publishers (their pinned keys); status shows the endpoints. */
+const KEY_1 = "a1".repeat(32);
+const KEY_2 = "b2".repeat(32);
 const FEED_1 = "tcp://127.0.0.1:5680";
 const FEED_2 = "tcp://127.0.0.1:6680";
 
@@ -41,7 +44,10 @@ function fillState(stateDir: string, origin: TestNode, now: number) {
     const event = { id: id(seq), origin: origin.identity.nodeId, seq, kind: "ban" as const, jail: "sshd" };
     publisher.accept({ ...event, ip, time: now, expires }, Buffer.from("p"), Buffer.from("s"), now);
   }
-  const outbox = new Outbox(stateDir, [SUBMIT_1, SUBMIT_2]);
+  const outbox = new Outbox(stateDir, [
+    { name: KEY_1, endpoint: SUBMIT_1 },
+    { name: KEY_2, endpoint: SUBMIT_2 },
+  ]);
   const entry = (seq: number, time: number) => ({
     id: id(seq),
     seq,
@@ -56,9 +62,9 @@ function fillState(stateDir: string, origin: TestNode, now: number) {
     { inode: 4242, offset: 1234 },
     {},
   );
-  outbox.acknowledge(SUBMIT_1, id(21));
-  outbox.acknowledge(SUBMIT_1, id(22));
-  outbox.acknowledge(SUBMIT_2, id(22));
+  outbox.acknowledge(KEY_1, id(21));
+  outbox.acknowledge(KEY_1, id(22));
+  outbox.acknowledge(KEY_2, id(22));
   const subscriber = new SubscriberStore(stateDir);
   subscriber.addHolder({
     jail: "f2bz",
