@@ -1,3 +1,5 @@
+import { quoteText } from "./toolkit/escape.js";
+
 /**
  * The one error type of f2bz. `code` is stable (scripts and tests match on it); `message` is one
  * lowercase line that quotes the offending value and says what was expected.
@@ -55,7 +57,5 @@ export function exitCodeFor(error: unknown): number {
 
 /** Quotes an untrusted value for a one-line message: escapes control characters, truncates. */
 export function quote(value: unknown, max = 120): string {
-  const text = typeof value === "string" ? value : String(value);
-  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
-  return `'${JSON.stringify(cut).slice(1, -1).replaceAll("'", "\\'")}'`;
+  return quoteText(typeof value === "string" ? value : String(value), max);
 }

@@ -1,7 +1,9 @@
 import { createRequire } from "node:module";
 import { type Logger, pino } from "pino";
+import { escapeText } from "./toolkit/escape.js";
 
 export type { Logger } from "pino";
+export { LimitedLog, RateLimitedLog } from "./toolkit/limited-log.js";
 
 export interface LoggerOptions {
   level: string;
@@ -64,49 +66,11 @@ function prettyInstalled(): boolean {
   }
 }
 
-/** Escapes and truncates an untrusted value before it goes into a log line. */
+/** Escapes and truncates an untrusted value before it goes into a log line (bytes read as latin1). */
 export function untrusted(value: unknown, max = 200): string {
   const text =
     typeof value === "string" ? value : Buffer.isBuffer(value) ? value.toString("latin1") : String(value);
-  const escaped = JSON.stringify(text.length > max ? text.slice(0, max) : text).slice(1, -1);
-  return text.length > max ? `${escaped}…` : escaped;
-}
-
-/**
- * Counts events by reason and lets through at most `burst` log lines per key per `intervalMs`;
- * the lines suppressed in between are reported with the next line that passes.
- */
-export class RateLimitedLog {
-  private readonly windows = new Map<string, { start: number; emitted: number; suppressed: number }>();
-
-  constructor(
-    private readonly intervalMs = 10_000,
-    private readonly burst = 5,
-    private readonly now: () => number = Date.now,
-    private readonly maxKeys = 1024,
-  ) {}
-
-  /** Returns the number of suppressed lines to report if this line may be logged, else undefined. */
-  allow(key: string): number | undefined {
-    const now = this.now();
-    let w = this.windows.get(key);
-    if (!w || now - w.start >= this.intervalMs) {
-      if (!w && this.windows.size >= this.maxKeys) this.windows.clear();
-      const suppressed = w?.suppressed ?? 0;
-      w = { start: now, emitted: 0, suppressed: 0 };
-      this.windows.set(key, w);
-      w.emitted++;
-      return suppressed;
-    }
-    if (w.emitted < this.burst) {
-      w.emitted++;
-      const suppressed = w.suppressed;
-      w.suppressed = 0;
-      return suppressed;
-    }
-    w.suppressed++;
-    return undefined;
-  }
+  return escapeText(text, max);
 }
 
 /** Monotonic counters by name, e.g. drops by reason; what `status` and metrics report. */

@@ -1,0 +1,16 @@
+/**
+ * The one escaper of untrusted text (peer addresses, log lines, file names, submitted ids) on its
+ * way into a log line or a one-line message. Threat: control characters and newlines in attacker
+ * text forge log lines or rewrite a terminal; unbounded text floods the log. JSON's escapes turn
+ * every control character, quote and backslash into visible ASCII; the cut bounds the length.
+ */
+export function escapeText(text: string, max: number): string {
+  const long = text.length > max;
+  const escaped = JSON.stringify(long ? text.slice(0, max) : text).slice(1, -1);
+  return long ? `${escaped}…` : escaped;
+}
+
+/** Escaped as `escapeText`, inside single quotes, a quote in the text escaped too. */
+export function quoteText(text: string, max: number): string {
+  return `'${escapeText(text, max).replaceAll("'", "\\'")}'`;
+}
