@@ -5,6 +5,7 @@ import { F2bzError } from "../../src/errors.js";
 import { loadPublicIdentity, loadSecretIdentity, writeIdentity } from "../../src/keys/files.js";
 import { generateIdentity, nodeIdOf } from "../../src/keys/identity.js";
 import { z85Decode, z85Encode } from "../../src/keys/z85.js";
+import { asRoot } from "../helpers/skip.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 async function newIdentity(dir: string, name = "web1") {
@@ -13,7 +14,7 @@ async function newIdentity(dir: string, name = "web1") {
   return { identity, ...files };
 }
 
-const isRoot = process.geteuid?.() === 0;
+const rootTest = asRoot(test, "the key file tests that chown to another user");
 
 test("a freshly written identity loads back, secret and public", async (t) => {
   const dir = await tempDir(t);
@@ -66,7 +67,7 @@ test("a public key file reached through a symlink is refused too", async (t) => 
   await t.throwsAsync(loadPublicIdentity(link), { instanceOf: F2bzError, message: /is a symlink/ });
 });
 
-(isRoot ? test : test.skip)("a secret key file owned by another user is refused", async (t) => {
+rootTest("a secret key file owned by another user is refused", async (t) => {
   const dir = await tempDir(t);
   const { secretFile } = await newIdentity(dir);
   await chown(secretFile, 65534, 65534);
@@ -251,7 +252,7 @@ test("a secret key in a directory others may write is refused, as ssh's StrictMo
   await t.notThrowsAsync(loadSecretIdentity(secretFile));
 });
 
-(isRoot ? test : test.skip)("a secret key in a directory owned by another user is refused", async (t) => {
+rootTest("a secret key in a directory owned by another user is refused", async (t) => {
   const dir = await tempDir(t);
   const keys = path.join(dir, "keys");
   const { secretFile } = await newIdentity(keys);

@@ -25,11 +25,11 @@ import { z85Encode } from "../../src/keys/z85.js";
 import { createTestUser, isRoot, runNodeAs, type TestUser } from "../harness/users.js";
 import { waitFor } from "../harness/wait.js";
 import { type CliResult, runCli } from "../helpers/cli.js";
+import { asRoot } from "../helpers/skip.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 const test = anyTest;
-const asRoot = isRoot() ? anyTest : anyTest.skip;
-if (!isRoot()) process.stderr.write("not root: skipping the key install tests that need another user\n");
+const rootTest = asRoot(anyTest, "the key install tests that need another user");
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const swapper = path.join(root, "test/foundation/fixtures/swap-source.ts");
@@ -103,7 +103,7 @@ test("keys add refuses a source that is a symlink or has another hard link", asy
   t.deepEqual(await ls(path.join(keys, "authorized", "subscribers")), []);
 });
 
-asRoot(
+rootTest(
   "keys add installs the bytes it read, 0644 whatever the umask; a writer of the source changes nothing",
   async (t) => {
     const { dir, keys, text } = await setup(t);
@@ -168,7 +168,7 @@ async function pendingRecord(keys: string, pub: string, owner: { uid: number; gi
   return { id, dir, file };
 }
 
-asRoot(
+rootTest(
   "keys accept takes a record of root or of pending/'s owner, refuses one of another user",
   async (t) => {
     const { keys, pub, keysCli } = await setup(t);
@@ -194,7 +194,7 @@ asRoot(
   },
 );
 
-asRoot("keys accept refuses a pending/ others may write, and a record that is a symlink", async (t) => {
+rootTest("keys accept refuses a pending/ others may write, and a record that is a symlink", async (t) => {
   const { dir, keys, pub, keysCli } = await setup(t);
   const record = await pendingRecord(keys, pub, { uid: 0, gid: 0 });
   await chmod(record.dir, 0o777);
@@ -217,7 +217,7 @@ asRoot("keys accept refuses a pending/ others may write, and a record that is a 
   t.deepEqual(await ls(path.join(keys, "authorized", "subscribers")), []);
 });
 
-asRoot("a source swapped for a symlink to a root-only file never gets that file installed", async (t) => {
+rootTest("a source swapped for a symlink to a root-only file never gets that file installed", async (t) => {
   t.timeout(180_000);
   const { dir, keys, text } = await setup(t);
   // The root-only file is a certificate of the same key plus a line only root may read, so that a

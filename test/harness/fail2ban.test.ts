@@ -4,8 +4,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import anyTest from "ava";
+import { asRoot } from "../helpers/skip.js";
 import { ensureFail2ban, startFail2ban } from "./fail2ban.js";
-import { createTestUser, isRoot, runNodeAs } from "./users.js";
+import { createTestUser, runNodeAs } from "./users.js";
 
 const test = ensureFail2ban(anyTest);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -83,7 +84,7 @@ test("two labs side by side are independent", async (t) => {
   t.is((await a.client(["ping"])).code, 0, "stopping B leaves A running");
 });
 
-(isRoot() ? test : anyTest.skip)(
+asRoot(test, "the lab run as an unprivileged user")(
   "the lab runs entirely as an unprivileged user (needs root to create one)",
   async (t) => {
     t.timeout(60_000);

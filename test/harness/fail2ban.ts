@@ -17,6 +17,7 @@ import { existsSync, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parsePythonStringList } from "../../src/fail2ban/repr.js";
+import { testWhen } from "../helpers/skip.js";
 import { waitFor } from "./wait.js";
 
 const MARKER = ".f2bz-fail2ban-lab";
@@ -44,12 +45,12 @@ type TestFn = typeof import("ava").default;
  * to skip: with fail2ban installed, every failure of the lab fails the test.
  */
 export function ensureFail2ban(test: TestFn): TestFn {
-  if (fail2banBinaries()) return test;
-  process.stderr.write(
-    `fail2ban-server not found in ${BIN_DIRS.join(", ")}: skipping the tests that need a real fail2ban ` +
-      "(install it: apt-get install -y fail2ban)\n",
+  return testWhen(
+    test,
+    fail2banBinaries() !== undefined,
+    `fail2ban-server not found in ${BIN_DIRS.join(", ")}: the tests that need a real fail2ban ` +
+      "(install it: apt-get install -y fail2ban)",
   );
-  return test.skip as unknown as TestFn;
 }
 
 export interface Fail2banLabOptions {

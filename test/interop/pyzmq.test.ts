@@ -8,6 +8,7 @@ import type { PublisherSettings } from "../../src/publisher/daemon.js";
 import { startPublisher } from "../../src/publisher/daemon.js";
 import { runCli } from "../helpers/cli.js";
 import { ANY_PORT, testCluster, testLogger } from "../helpers/cluster.js";
+import { testWhen } from "../helpers/skip.js";
 
 /**
  * Interoperability with an independent implementation: pyzmq (Debian's python3-zmq, over the
@@ -27,10 +28,11 @@ function hasPyzmq(): boolean {
   }
 }
 
-const available = hasPyzmq();
-const test = available ? anyTest : anyTest.skip;
-if (!available)
-  process.stderr.write("interop tests skipped: /usr/bin/python3 has no zmq (apt-get install python3-zmq)\n");
+const test = testWhen(
+  anyTest,
+  hasPyzmq(),
+  "/usr/bin/python3 has no zmq: the pyzmq interop tests (apt-get install python3-zmq)",
+);
 
 function pyzmq(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import anyTest from "ava";
 import { CLI, ensureBuilt } from "../helpers/cli.js";
+import { asRoot } from "../helpers/skip.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 const execFileAsync = promisify(execFile);
@@ -18,10 +19,7 @@ const UNITS = [
   "f2bz-subscriber.service",
 ];
 
-const asRoot = process.getuid?.() === 0;
-const test = asRoot ? anyTest : anyTest.skip;
-if (!asRoot)
-  process.stderr.write("not root: SKIPPING the tools/install.sh tests (it creates users and chowns)\n");
+const test = asRoot(anyTest, "the tools/install.sh tests (it creates users and chowns)");
 
 async function install(dir: string, ...args: string[]) {
   return execFileAsync("/bin/sh", [SCRIPT, "--root", dir, "--bin", CLI, ...args], {

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import anyTest, { type ExecutionContext } from "ava";
 import { runCli } from "../helpers/cli.js";
+import { testWhen } from "../helpers/skip.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 const run = promisify(execFile);
@@ -14,11 +15,11 @@ const DAEMONS = ["ban-helper", "monitor", "publisher", "subscriber"] as const;
 const UNPRIVILEGED = ["monitor", "publisher", "subscriber"] as const;
 
 const analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].find((p) => existsSync(p));
-const verifyTest = analyze ? anyTest : anyTest.skip;
-if (!analyze)
-  process.stderr.write(
-    "systemd-analyze not found: SKIPPING 'systemd-analyze verify' of tools/systemd (apt-get install -y systemd)\n",
-  );
+const verifyTest = testWhen(
+  anyTest,
+  analyze !== undefined,
+  "systemd-analyze not found: 'systemd-analyze verify' of tools/systemd (apt-get install -y systemd)",
+);
 
 type Unit = Map<string, [string, string][]>;
 

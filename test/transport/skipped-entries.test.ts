@@ -7,10 +7,11 @@ import { formatPublicCertificate, generateIdentity, type SecretIdentity } from "
 import { pendingDir, roleDir } from "../../src/keys/store.js";
 import { TOPIC_UPDATE } from "../../src/protocol/feed.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
-import { createTestUser, isRoot, type TestUser } from "../harness/users.js";
+import { createTestUser, type TestUser } from "../harness/users.js";
 import { waitFor } from "../harness/wait.js";
 import { CLI, ensureBuilt, runCli } from "../helpers/cli.js";
 import { ANY_PORT, type TestCluster, testCluster } from "../helpers/cluster.js";
+import { asRoot } from "../helpers/skip.js";
 import { closing, DEADLINE_MS, EventLog, FAST_RECONNECT, Inbox } from "./helpers.js";
 
 /**
@@ -164,7 +165,7 @@ test("keys add names the entries the publisher will skip, and still adds the key
   );
 });
 
-(isRoot() ? test : test.skip)(
+asRoot(test, "the revocation test with a pending/ unreadable by another user")(
   "keys revoke cuts a subscriber off while pending/ is unreadable by the publisher's user",
   async (t) => {
     const user = await createTestUser("f2bz-access-pending");
