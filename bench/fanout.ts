@@ -1,15 +1,9 @@
 import type * as zmq from "zeromq";
 import type { SecretIdentity } from "../src/keys/identity.js";
-import {
-  decodeFeed,
-  decodeSubmitReply,
-  encodeAck,
-  encodeHeartbeat,
-  encodeUpdate,
-  TOPIC_UPDATE,
-} from "../src/protocol/feed.js";
+import { decodeFeed, encodeHeartbeat, encodeUpdate, TOPIC_UPDATE } from "../src/protocol/feed.js";
 import { encodeEventFrames } from "../src/protocol/frames.js";
 import { type SignedEvent, signEvent } from "../src/protocol/signature.js";
+import { decodeSubmitReply, encodeAck } from "../src/protocol/submit.js";
 import { startPublisher } from "../src/publisher/daemon.js";
 import { createClientSocket, createServerSocket, createTransportContext } from "../src/transport/sockets.js";
 import { ZapHandler, type ZapRegistry } from "../src/transport/zap.js";

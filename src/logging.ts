@@ -11,6 +11,12 @@ export interface LoggerOptions {
   pretty: boolean;
   /** Append JSON lines to this file instead of stdout; reopened on SIGHUP via `reopen()`. */
   file?: string;
+  /**
+   * Stdout is a journald stream (see `isJournalStream`): each JSON line starts with its syslog
+   * priority, `<4>` for a warning, which journald strips and records as PRIORITY, so that
+   * `journalctl -p warning` finds warnings (systemd's SyslogLevelPrefix, on by default).
+   */
+  journal?: boolean;
 }
 
 export interface ProcessLogger {
@@ -49,7 +55,45 @@ export function createLogger(name: string, options: LoggerOptions): ProcessLogge
     return { logger: pino(base, transport), reopen: () => {}, flush: () => {} };
   }
   const destination = pino.destination({ dest: 1, sync: true });
-  return { logger: pino(base, destination), reopen: () => {}, flush: () => destination.flushSync() };
+  const hooks = options.journal ? { hooks: { streamWrite: withPriority } } : {};
+  return {
+    logger: pino({ ...base, ...hooks }, destination),
+    reopen: () => {},
+    flush: () => destination.flushSync(),
+  };
+}
+
+/** pino's levels as syslog priorities (sd-daemon(3)): fatal crit, error err, warn warning, info info. */
+export function syslogPriority(level: number): number {
+  if (level >= 60) return 2;
+  if (level >= 50) return 3;
+  if (level >= 40) return 4;
+  if (level >= 30) return 6;
+  return 7;
+}
+
+/** pino writes the numeric level first (no level formatter is configured): `{"level":40,…`. */
+function withPriority(line: string): string {
+  const level = /^\{"level":(\d+)/.exec(line)?.[1];
+  return level === undefined ? line : `<${syslogPriority(Number(level))}>${line}`;
+}
+
+/**
+ * Whether stdout is connected to journald: systemd sets JOURNAL_STREAM to the `device:inode` of
+ * the stream it hands a service, and a child that inherits the variable with its stdout redirected
+ * (to a file, a pipe) must not prefix its lines, so the pair is compared (systemd.exec(5)).
+ */
+export function isJournalStream(
+  env: Readonly<Record<string, string | undefined>>,
+  stdout: { dev: number; ino: number } | undefined,
+): boolean {
+  const match = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? "");
+  return (
+    match !== null &&
+    stdout !== undefined &&
+    Number(match[1]) === stdout.dev &&
+    Number(match[2]) === stdout.ino
+  );
 }
 
 /**

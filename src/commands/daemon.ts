@@ -1,16 +1,21 @@
 import { once } from "node:events";
+import { fstatSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
 import type { ListenAddress } from "../config/loopback.js";
 import type { Config } from "../config/schema.js";
 import { configWarnings } from "../config/warnings.js";
 import { F2bzError, quote } from "../errors.js";
-import { type Counters, createLogger, type Logger } from "../logging.js";
+import { type Counters, createLogger, isJournalStream, type Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import type { CommandContext } from "./command.js";
 
 export interface Running {
   /** Stops in reverse order of start: drain, close sockets, close state. Idempotent. */
   close(): Promise<void>;
-  /** Served as Prometheus counters when metrics are configured. */
+  /** The daemon's metrics (the catalogue's), served when metrics are configured. */
+  metrics?: Metrics;
+  /** Untyped counters of the parts not yet moved to `metrics`; served beside them. */
   counters?: Counters;
   /** Read at each scrape (synchronously, cheaply) and served as gauges. */
   gauges?: () => Record<string, number>;
@@ -56,6 +61,7 @@ export async function runDaemon<S extends Section>(
     level: config.logging.level,
     pretty: ctx.tty && config.logging.file === undefined,
     ...(config.logging.file ? { file: config.logging.file } : {}),
+    journal: isJournalStream(ctx.env, stdoutStat()),
   });
   const logger = logging.logger.child({ node: config.node.name });
   // What check-config warns about in this daemon's section: it starts anyway (the directory may come).
@@ -72,7 +78,8 @@ export async function runDaemon<S extends Section>(
     if (address) {
       // Loaded on use: a ban-helper without metrics never loads node:http.
       const { MetricsServer } = await import("../metrics/server.js");
-      metrics = await MetricsServer.listen({ address, process: name, source: running, logger });
+      const version = await packageVersion();
+      metrics = await MetricsServer.listen({ address, process: name, version, source: running, logger });
     }
     logger.info({ config: file }, `${name} started`);
     if (!ctx.signal.aborted)
@@ -86,4 +93,19 @@ export async function runDaemon<S extends Section>(
     if (running) logger.info(`${name} stopped`);
     logging.flush();
   }
+}
+
+function stdoutStat(): { dev: number; ino: number } | undefined {
+  try {
+    return fstatSync(1);
+  } catch {
+    return undefined;
+  }
+}
+
+async function packageVersion(): Promise<string> {
+  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
 }

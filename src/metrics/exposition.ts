@@ -3,6 +3,8 @@
  * functions of their values. Counter names of f2bz (`dropped.rate-limited`) become metric names
  * (`f2bz_dropped_rate_limited_total`); the original name is the HELP text.
  */
+import type { Family, HistogramValue } from "./registry.js";
+
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 /** Bounds a page whatever a daemon counts: counter names are f2bz's own, but a bug could mint many. */
@@ -55,6 +57,40 @@ export function render(list: readonly Sample[], labels: Record<string, string>):
     lines.push(`${s.name}${suffix} ${formatValue(s.value)}`);
   }
   return lines.length > 0 ? `${lines.join("\n")}\n` : "";
+}
+
+/**
+ * The catalogue's families (see registry.ts) as `f2bz_<name>`, each series with its own labels
+ * after the process-wide ones; histograms as `_bucket{le}`, `_sum` and `_count`.
+ */
+export function renderFamilies(families: readonly Family[], common: Record<string, string>): string {
+  const lines: string[] = [];
+  for (const family of families) {
+    const name = `f2bz_${family.name}`;
+    lines.push(`# HELP ${name} ${escapeHelp(family.spec.help)}`);
+    lines.push(`# TYPE ${name} ${family.spec.type}`);
+    for (const series of family.series) {
+      const labels = { ...common, ...series.labels };
+      if (typeof series.value === "number") {
+        lines.push(`${name}${labelText(labels)} ${formatValue(series.value)}`);
+        continue;
+      }
+      const h: HistogramValue = series.value;
+      for (const b of h.buckets) {
+        lines.push(`${name}_bucket${labelText({ ...labels, le: formatValue(b.le) })} ${b.count}`);
+      }
+      lines.push(`${name}_sum${labelText(labels)} ${formatValue(h.sum)}`);
+      lines.push(`${name}_count${labelText(labels)} ${h.count}`);
+    }
+  }
+  return lines.length > 0 ? `${lines.join("\n")}\n` : "";
+}
+
+function labelText(labels: Record<string, string>): string {
+  const text = Object.entries(labels)
+    .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+    .join(",");
+  return text ? `{${text}}` : "";
 }
 
 export function formatValue(value: number): string {

@@ -3,10 +3,13 @@ import http from "node:http";
 import { formatListen, type ListenAddress } from "../config/loopback.js";
 import { F2bzError, quote } from "../errors.js";
 import { type Logger, RateLimitedLog } from "../logging.js";
-import { CONTENT_TYPE, render, type Sample, samples } from "./exposition.js";
+import { CATALOGUE } from "./catalogue.js";
+import { CONTENT_TYPE, render, renderFamilies, type Sample, samples } from "./exposition.js";
+import type { Metrics } from "./registry.js";
 
-/** What a daemon exposes: its counters (a `Counters`) and, optionally, gauges read at each scrape. */
+/** What a daemon exposes: its metrics, and untyped counters and gauges not yet in the catalogue. */
 export interface MetricsSource {
+  metrics?: Metrics;
   counters?: { toJSON(): Record<string, number> };
   /** Called synchronously per scrape: must be cheap (a count, a field), never I/O that can block. */
   gauges?: () => Record<string, number>;
@@ -17,6 +20,8 @@ export interface MetricsServerOptions {
   address: ListenAddress;
   /** The `process` label: publisher, monitor, subscriber or ban-helper. */
   process: string;
+  /** The f2bz version, the label of `f2bz_build_info`. */
+  version: string;
   source: MetricsSource;
   logger: Logger;
 }
@@ -98,21 +103,31 @@ export class MetricsServer {
   }
 
   private page(): string {
-    let gauges: Record<string, number> = {};
-    try {
-      gauges = this.options.source.gauges?.() ?? {};
-    } catch (error) {
-      // A gauge that cannot be read (a state file busy, say) must not cost the counters.
+    // A gauge that cannot be read (a state file busy, say) must not cost the counters.
+    const failed = (error: unknown) => {
       const suppressed = this.failures.allow("gauges");
       if (suppressed !== undefined) {
         this.log.warn({ err: (error as Error).message, suppressed }, "reading gauges failed");
       }
+    };
+    let gauges: Record<string, number> = {};
+    try {
+      gauges = this.options.source.gauges?.() ?? {};
+    } catch (error) {
+      failed(error);
     }
+    const common = { process: this.options.process };
+    const buildInfo = {
+      name: "build_info" as const,
+      spec: CATALOGUE.build_info,
+      series: [{ labels: { version: this.options.version }, value: 1 }],
+    };
+    const families = [buildInfo, ...(this.options.source.metrics?.collect(failed) ?? [])];
     const list = [
       ...samples(this.options.source.counters?.toJSON() ?? {}, gauges),
       ...processSamples(this.startTime),
     ];
-    return render(list, { process: this.options.process });
+    return renderFamilies(families, common) + render(list, common);
   }
 }
 

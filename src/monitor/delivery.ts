@@ -2,9 +2,9 @@ import type * as zmq from "zeromq";
 import { fingerprint } from "../keys/identity.js";
 import type { Counters, Logger } from "../logging.js";
 import { RateLimitedLog } from "../logging.js";
-import { decodeSubmitReply } from "../protocol/feed.js";
 import { encodeEventFrames } from "../protocol/frames.js";
 import type { RejectReason } from "../protocol/reasons.js";
+import { decodeSubmitReply } from "../protocol/submit.js";
 import { type CurveKeyPair, createClientSocket } from "../transport/sockets.js";
 import type { Outbox, OutboxEntry } from "./outbox.js";
 

@@ -1,11 +1,11 @@
 import type { Counters, Logger } from "../logging.js";
 import { RateLimitedLog, untrusted } from "../logging.js";
 import type { NeverBanList } from "../policy/never-ban.js";
-import { encodeAck, encodeNack } from "../protocol/feed.js";
 import { decodeEventFrames } from "../protocol/frames.js";
 import { type Envelope, peekEnvelope } from "../protocol/peek.js";
 import type { RejectReason } from "../protocol/reasons.js";
 import { verifyEvent } from "../protocol/signature.js";
+import { encodeAck, encodeNack } from "../protocol/submit.js";
 import type { OriginLimiter } from "./rate-limit.js";
 import type { PublisherStore } from "./store.js";
 

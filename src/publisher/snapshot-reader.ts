@@ -1,6 +1,6 @@
 import Database from "better-sqlite3";
 import { F2bzError, quote } from "../errors.js";
-import type { SnapshotEntry } from "../protocol/feed.js";
+import type { SnapshotEntry } from "../protocol/snapshot.js";
 import type { Db } from "../state/database.js";
 
 /** Where the last page ended: the primary key of its last holder. */

@@ -8,7 +8,7 @@ import {
   MAX_CHUNK_ENTRIES,
   SNAPSHOT_WINDOW,
   type SnapshotEntry,
-} from "../protocol/feed.js";
+} from "../protocol/snapshot.js";
 import { PeerBuckets, TokenBucket } from "./rate-limit.js";
 
 /** A consistent view of the active set, read page by page (SnapshotReader). */

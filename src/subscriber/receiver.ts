@@ -5,16 +5,18 @@ import type { Counters, Logger } from "../logging.js";
 import { RateLimitedLog } from "../logging.js";
 import {
   decodeFeed,
-  decodeSnapshotReply,
   type Expiry,
-  encodeCredit,
-  encodeSnapshotRequest,
   type FeedMessage,
-  MAX_CHUNK_BYTES,
   MAX_FEED_FRAME_BYTES,
-  type SnapshotEntry,
   TOPIC_UPDATE,
 } from "../protocol/feed.js";
+import {
+  decodeSnapshotReply,
+  encodeCredit,
+  encodeSnapshotRequest,
+  MAX_CHUNK_BYTES,
+  type SnapshotEntry,
+} from "../protocol/snapshot.js";
 import { type CurveKeyPair, createClientSocket } from "../transport/sockets.js";
 import { SeqRuns } from "./seq-runs.js";
 

@@ -14,6 +14,7 @@ async function serve(t: ExecutionContext, source: MetricsSource, host = "127.0.0
   const server = await MetricsServer.listen({
     address: { host, port: 0 },
     process: "monitor",
+    version: "0.0.0-test",
     source,
     logger,
   });
@@ -93,6 +94,7 @@ test("oversized headers are refused, and close() drops idle connections and free
   const server = await MetricsServer.listen({
     address: { host: "127.0.0.1", port: 0 },
     process: "publisher",
+    version: "0.0.0-test",
     source: {},
     logger,
   });
@@ -122,7 +124,13 @@ testWhen(
 test("a port in use is a BIND_FAILED error naming the address", async (t) => {
   const first = await serve(t, {});
   const error = await t.throwsAsync(
-    MetricsServer.listen({ address: first.address, process: "subscriber", source: {}, logger }),
+    MetricsServer.listen({
+      address: first.address,
+      process: "subscriber",
+      version: "0.0.0-test",
+      source: {},
+      logger,
+    }),
     { instanceOf: F2bzError },
   );
   t.is(error?.code, "BIND_FAILED");

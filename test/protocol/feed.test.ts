@@ -2,29 +2,28 @@ import test from "ava";
 import { F2bzError } from "../../src/errors.js";
 import {
   decodeFeed,
+  encodeExpire,
+  encodeHeartbeat,
+  encodeUpdate,
+  TOPIC_EXPIRE,
+  TOPIC_UPDATE,
+} from "../../src/protocol/feed.js";
+import {
   decodeSnapshotReply,
   decodeSnapshotRequest,
-  decodeSubmitReply,
-  encodeAck,
   encodeBusy,
   encodeChunk,
   encodeCredit,
   encodeEnd,
-  encodeExpire,
-  encodeHeartbeat,
-  encodeNack,
   encodeSnapshot,
   encodeSnapshotRequest,
-  encodeUpdate,
   MAX_CHUNK_BYTES,
   MAX_CHUNK_ENTRIES,
   TOPIC_BUSY,
   TOPIC_CHUNK,
   TOPIC_END,
-  TOPIC_EXPIRE,
-  TOPIC_NACK,
-  TOPIC_UPDATE,
-} from "../../src/protocol/feed.js";
+} from "../../src/protocol/snapshot.js";
+import { decodeSubmitReply, encodeAck, encodeNack, TOPIC_NACK } from "../../src/protocol/submit.js";
 
 const ID = "0123456789abcdef0123456789abcdef:42";
 const b = (text: string) => Buffer.from(text, "latin1");

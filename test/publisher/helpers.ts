@@ -5,20 +5,17 @@ import type * as zmq from "zeromq";
 import type { SecretIdentity } from "../../src/keys/identity.js";
 import { type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
 import type { EventKind } from "../../src/protocol/event.js";
-import {
-  decodeFeed,
-  decodeSnapshotReply,
-  decodeSubmitReply,
-  encodeCredit,
-  encodeSnapshotRequest,
-  type FeedMessage,
-  MAX_CHUNK_BYTES,
-  type SnapshotEntry,
-  type SubmitReply,
-  TOPIC_UPDATE,
-} from "../../src/protocol/feed.js";
+import { decodeFeed, type FeedMessage, TOPIC_UPDATE } from "../../src/protocol/feed.js";
 import { encodeEventFrames } from "../../src/protocol/frames.js";
 import { type SignedEvent, signEvent } from "../../src/protocol/signature.js";
+import {
+  decodeSnapshotReply,
+  encodeCredit,
+  encodeSnapshotRequest,
+  MAX_CHUNK_BYTES,
+  type SnapshotEntry,
+} from "../../src/protocol/snapshot.js";
+import { decodeSubmitReply, type SubmitReply } from "../../src/protocol/submit.js";
 import { type RunningPublisher, startPublisher } from "../../src/publisher/daemon.js";
 import { type RunningSubscriber, startSubscriber } from "../../src/subscriber/daemon.js";
 import { createClientSocket } from "../../src/transport/sockets.js";

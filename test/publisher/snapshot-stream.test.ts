@@ -9,7 +9,7 @@ import {
   MAX_CHUNK_ENTRIES,
   SNAPSHOT_WINDOW,
   type SnapshotReply,
-} from "../../src/protocol/feed.js";
+} from "../../src/protocol/snapshot.js";
 import { serialSender } from "../../src/publisher/snapshot-server.js";
 import { PublisherReceiver } from "../../src/subscriber/receiver.js";
 import { createClientSocket } from "../../src/transport/sockets.js";

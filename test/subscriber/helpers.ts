@@ -2,9 +2,9 @@ import type { ExecutionContext } from "ava";
 import type { SecretIdentity } from "../../src/keys/identity.js";
 import type { Logger } from "../../src/logging.js";
 import { type MonitorSettings, type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
-import { decodeSubmitReply, type SubmitReply } from "../../src/protocol/feed.js";
 import { encodeEventFrames } from "../../src/protocol/frames.js";
 import { type EventFields, type SignedEvent, signEvent } from "../../src/protocol/signature.js";
+import { decodeSubmitReply, type SubmitReply } from "../../src/protocol/submit.js";
 import { type PublisherSettings, type RunningPublisher, startPublisher } from "../../src/publisher/daemon.js";
 import {
   type RunningSubscriber,

@@ -4,16 +4,14 @@ import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.j
 import { z85Encode } from "../../src/keys/z85.js";
 import { Counters } from "../../src/logging.js";
 import { MAX_PAYLOAD_BYTES } from "../../src/protocol/event.js";
+import { encodeExpire, encodeHeartbeat, encodeUpdate } from "../../src/protocol/feed.js";
+import type { SignedEvent } from "../../src/protocol/signature.js";
 import {
   decodeSnapshotRequest,
   encodeBusy,
-  encodeExpire,
-  encodeHeartbeat,
   encodeSnapshot,
-  encodeUpdate,
   type SnapshotEntry,
-} from "../../src/protocol/feed.js";
-import type { SignedEvent } from "../../src/protocol/signature.js";
+} from "../../src/protocol/snapshot.js";
 import { PublisherReceiver } from "../../src/subscriber/receiver.js";
 import { createServerSocket, createTransportContext } from "../../src/transport/sockets.js";
 import { ZapHandler } from "../../src/transport/zap.js";
