@@ -45,6 +45,7 @@ test("GET /metrics serves the counters and gauges of the moment, in text format 
   t.is(sample(page, 'f2bz_lines_invalid_ip_total{process="monitor"}'), 1);
   t.is(sample(page, 'f2bz_outbox_entries{process="monitor"}'), 0);
   t.true(page.includes("# TYPE f2bz_events_published_total counter\n"));
+  t.is(sample(page, 'f2bz_build_info{process="monitor",version="0.0.0-test"}'), 1);
   t.true((sample(page, 'process_resident_memory_bytes{process="monitor"}') ?? 0) > 1_000_000);
   t.true((sample(page, 'process_cpu_seconds_total{process="monitor"}') ?? 0) > 0);
   const start = sample(page, 'process_start_time_seconds{process="monitor"}') ?? 0;
@@ -53,7 +54,7 @@ test("GET /metrics serves the counters and gauges of the moment, in text format 
   for (const line of page.trimEnd().split("\n")) {
     t.regex(
       line,
-      /^(# (HELP|TYPE) [a-z_][a-z0-9_]* .+|[a-z_][a-z0-9_]*\{process="monitor"\} -?[0-9.e+]+)$/,
+      /^(# (HELP|TYPE) [a-z_][a-z0-9_]* .+|[a-z_][a-z0-9_]*\{process="monitor"(,[a-z_]+="[^"\\\n]*")*\} -?[0-9.e+]+)$/,
       line,
     );
   }
