@@ -82,7 +82,7 @@ export function crossCheck(config: CrossCheckInput): CrossIssue[] {
     const address = config.metrics?.[key];
     if (!address) continue;
     users.set(key, [...(users.get(key) ?? []), daemon]);
-    if (users.get(key)!.length > 1) continue;
+    if (users.get(key)!.length > 1 || address.port === 0) continue;
     bound.push({ path: ["metrics", key], value: formatListen(address), ...address });
   }
   for (const [key, daemons] of users) {

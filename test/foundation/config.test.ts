@@ -125,6 +125,10 @@ test("metrics: loopback addresses only, per process overriding listen", (t) => {
     banHelper: { host: "::1", port: 65_535 },
   });
   t.is(parseConfig(NODE, FILE).metrics, undefined);
+  // Port 0: any free port, which the daemon logs.
+  t.deepEqual(parseConfig(`${NODE}publisher: {}\nmetrics:\n  listen: 127.0.0.1:0\n`, FILE).metrics, {
+    listen: { host: "127.0.0.1", port: 0 },
+  });
   for (const bad of [
     "192.0.2.1:9464",
     "::1:9464",
@@ -297,10 +301,10 @@ const errors: [string, string, number, string][] = [
     "'metrics.monitor': expected a loopback address and port such as 127.0.0.1:9464 or [::1]:9464, found 'localhost:9465'",
   ],
   [
-    "metrics on port 0",
-    `${NODE}metrics:\n  listen: "[::1]:0"\n`,
+    "metrics on a port above 65535",
+    `${NODE}metrics:\n  listen: "[::1]:65536"\n`,
     5,
-    "'metrics.listen': expected a loopback address and port such as 127.0.0.1:9464 or [::1]:9464, found '[::1]:0'",
+    "'metrics.listen': expected a loopback address and port such as 127.0.0.1:9464 or [::1]:9464, found '[::1]:65536'",
   ],
   [
     "metrics as a bare port",

@@ -1,13 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import http from "node:http";
+import net from "node:net";
 import { fileURLToPath } from "node:url";
 import type { ExecutionContext } from "ava";
 import { waitFor } from "../harness/wait.js";
 import { CLI, ensureBuilt } from "../helpers/cli.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
-
-export { freePorts } from "../helpers/ports.js";
 
 export interface Response {
   status: number;
@@ -44,6 +44,22 @@ export function request(
     req.on("error", reject);
     req.end(options.body);
   });
+}
+
+/** The port a daemon serves metrics on (configured as port 0), read back from its log line. */
+export function metricsPort(stdout: string): number {
+  const listen = /"listen":"127\.0\.0\.1:(\d+)","msg":"serving metrics at \/metrics"/.exec(stdout)?.[1];
+  if (listen === undefined) throw new Error(`no "serving metrics" line with a port in: ${stdout}`);
+  return Number(listen);
+}
+
+/** A loopback port this test listens on (bound at port 0) until teardown: one nobody else can take. */
+export async function listening(t: ExecutionContext): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  t.teardown(() => server.close());
+  return (server.address() as net.AddressInfo).port;
 }
 
 /** The value of one sample line, e.g. `f2bz_bans_active{process="publisher"}`, or undefined. */
