@@ -165,7 +165,7 @@ async function run(dir: Scratch, options: FanoutOptions, started: number): Promi
         `f2bz p50 over the relay with the same two hops: ${median(overRelay).toFixed(2)}× [${range(overRelay)
           .map((v) => v.toFixed(2))
           .join("–")}] (f2bz's checks and its fsync'd commit)`,
-        `check: the publisher broadcast ${publisher.counters.get("submit.broadcast")} events`,
+        `check: the publisher broadcast ${publisher.metrics.get("submissions_accepted_total", { outcome: "broadcast" })} events`,
       ],
       seconds: (Date.now() - started) / 1000,
       rssMiB: process.memoryUsage.rss() / 2 ** 20,

@@ -108,7 +108,7 @@ async function run(dir: Scratch, options: SubmitOptions, started: number): Promi
       if (round % 2 === 1) sides.reverse();
       for (const [side, measureSide] of sides) rates[side].push(await measureSide());
     }
-    const broadcast = publisher.counters.get("submit.broadcast");
+    const broadcast = publisher.metrics.get("submissions_accepted_total", { outcome: "broadcast" });
     const costs = rates.f2bz.map((r, i) => rates.echo[i]! / r);
     const micros = (rate: number) => Math.round(1e6 / rate);
     return {

@@ -19,11 +19,7 @@ export const publisher: Command = {
       return {
         close: () => running.close(),
         fatal: running.fatal,
-        counters: running.counters,
-        gauges: () => ({
-          "bans.active": running.store.activeCount(),
-          "publisher.seq": running.store.publisherSeq,
-        }),
+        metrics: running.metrics,
       };
     }),
 };

@@ -2,7 +2,9 @@ import path from "node:path";
 import type * as zmq from "zeromq";
 import type { Config, PublisherConfig } from "../config/schema.js";
 import { loadSecretIdentity } from "../keys/files.js";
-import { Counters, type Logger, RateLimitedLog } from "../logging.js";
+import { type Logger, RateLimitedLog } from "../logging.js";
+import type { LabelsOf } from "../metrics/catalogue.js";
+import { Metrics } from "../metrics/registry.js";
 import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
 import { encodeExpire, encodeHeartbeat, encodeUpdate, TOPIC_UPDATE } from "../protocol/feed.js";
 import { AccessControl } from "../transport/access.js";
@@ -20,7 +22,8 @@ import { RevokedPurger } from "./purge.js";
 import { OriginLimiter } from "./rate-limit.js";
 import { SnapshotReader } from "./snapshot-reader.js";
 import { type Send, SnapshotServer, serialSender } from "./snapshot-server.js";
-import { type Expiry, PUBLISHER_STATE_FILE, PublisherStore } from "./store.js";
+import { type Expiry, PublisherStore } from "./store.js";
+import { PUBLISHER_STATE_FILE } from "../state/files.js";
 
 export type PublisherSettings = Config & { publisher: PublisherConfig };
 
@@ -31,12 +34,14 @@ const PRUNE_MS = 1_000;
 export interface RunningPublisher {
   /** The concrete endpoints (a `*` port resolved), for tests and the demo. */
   endpoints: { submit: string; feed: string; snapshot: string };
-  counters: Counters;
+  metrics: Metrics;
   store: PublisherStore;
   /** Rejects with BIND_FAILED when an endpoint lost its port on a rebind: the process must exit. */
   fatal: Promise<never>;
   close(): Promise<void>;
 }
+
+type Task = LabelsOf<"task_failures_total">["task"];
 
 /**
  * The publisher: takes signed events from authorized monitors on `submit` (REP), re-broadcasts
@@ -48,8 +53,12 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
   const settings = config.publisher;
   const log = logger.child({ component: "publisher" });
   const identity = await loadSecretIdentity(config.node.identity);
-  const counters = new Counters();
+  const metrics = new Metrics("publisher");
   const store = new PublisherStore(config.node.stateDir);
+  metrics.onCollect(() => {
+    metrics.set("bans_active", store.activeCount());
+    metrics.set("publisher_sequence", store.publisherSeq);
+  });
   const context = createTransportContext();
   // Closed in reverse order of opening: timers, endpoints (which ends the loops), then the loops
   // are awaited, then the ZAP handler, the key watcher and the store.
@@ -81,7 +90,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     const endpoints: Partial<Record<ZapDomain, BoundEndpoint<zmq.Socket>[]>> = {};
     const access = await AccessControl.open(settings.keys, {
       logger,
-      counters,
+      metrics,
       maxPending: settings.maxPending,
       onRemoved: (domain) => {
         log.warn({ domain }, "a key was removed or revoked: dropping live connections");
@@ -93,7 +102,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       context,
       registry: access,
       logger,
-      counters,
+      metrics,
       onUnknown: access.recordUnknown,
     });
     resources.push(zap);
@@ -140,8 +149,8 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     // gap from a snapshot) instead of delaying the others. A failed send (the endpoint closing or
     // being re-bound) is a gap too: never an exception in a timer or after an event was stored.
     const failLog = new RateLimitedLog(60_000, 3);
-    const failed = (what: string, error: unknown) => {
-      counters.inc(`${what}-failed`);
+    const failed = (what: Task, error: unknown) => {
+      metrics.inc("task_failures_total", { task: what });
       const suppressed = failLog.allow(what);
       if (suppressed !== undefined) {
         log.error(
@@ -152,12 +161,12 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     };
     const publish = (frames: Buffer[]) => {
       try {
-        feed.socket.send(frames).catch((error: unknown) => failed("feed.send", error));
+        feed.socket.send(frames).catch((error: unknown) => failed("feed-send", error));
       } catch (error) {
-        failed("feed.send", error);
+        failed("feed-send", error);
       }
     };
-    const every = (ms: number, what: string, task: () => void) =>
+    const every = (ms: number, what: Task, task: () => void) =>
       setInterval(() => {
         try {
           task();
@@ -176,20 +185,20 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       allowCidr: config.events.allowCidr,
       maxActivePerOrigin: settings.maxActivePerOrigin,
       broadcast: (payload, signature, seq) => publish(encodeUpdate(payload, signature, seq)),
-      counters,
+      metrics,
       logger: log,
     });
 
     const stateFile = path.join(config.node.stateDir, PUBLISHER_STATE_FILE);
     const snapshots = new SnapshotServer({
       open: (now) => new SnapshotReader(stateFile, now),
-      counters,
+      metrics,
       logger: log,
     });
     const loops = [
-      serveSubmit(submit, intake, log, counters),
-      serveSnapshots(snapshot, snapshots, log, counters),
-      serveSubscriptions(feed, log, counters),
+      serveSubmit(submit, intake, log, metrics),
+      serveSnapshots(snapshot, snapshots, log, metrics),
+      serveSubscriptions(feed, log, metrics),
     ];
     resources.splice(resources.indexOf(submit), 0, { close: () => Promise.allSettled(loops) }, snapshots);
 
@@ -200,14 +209,14 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       store,
       isAuthorizedOrigin: (origin, key) => access.isAuthorizedOrigin(origin, key),
       announce: announceExpiry,
-      counters,
+      metrics,
       logger: log,
     });
     const timers = [
       every(PRUNE_MS, "prune", () => {
         for (const expiry of store.pruneExpired(Date.now())) {
           announceExpiry(expiry);
-          counters.inc("bans.expired");
+          metrics.inc("bans_expired_total");
         }
       }),
       every(PRUNE_MS, "purge", () => void purger.run().catch((error: unknown) => failed("purge", error))),
@@ -223,7 +232,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     let closing: Promise<void> | undefined;
     return {
       endpoints: { submit: submit.address, feed: feed.address, snapshot: snapshot.address },
-      counters,
+      metrics,
       store,
       fatal,
       close: () => {
@@ -241,20 +250,20 @@ async function serveSubmit(
   endpoint: BoundEndpoint<zmq.Reply>,
   intake: Intake,
   log: Logger,
-  counters: Counters,
+  metrics: Metrics,
 ): Promise<void> {
   for await (const socket of endpoint.sockets()) {
     try {
       for await (const frames of socket) {
         const reply = await intake.handle(frames).catch((error: Error) => {
-          counters.inc("submit.internal-error");
+          metrics.inc("submissions_failed_total");
           log.error({ err: error.message }, "intake failed");
           return [Buffer.from("f2bz/1/nack"), Buffer.alloc(0), Buffer.from("busy")];
         });
         await socket.send(reply);
       }
     } catch (error) {
-      if (!socket.closed) recover(endpoint, "submit", error, log, counters);
+      if (!socket.closed) recover(endpoint, "submit", error, log, metrics);
     }
   }
 }
@@ -263,14 +272,14 @@ async function serveSnapshots(
   endpoint: BoundEndpoint<zmq.Router>,
   snapshots: SnapshotServer,
   log: Logger,
-  counters: Counters,
+  metrics: Metrics,
 ): Promise<void> {
   for await (const socket of endpoint.sockets()) {
     const send: Send = serialSender(socket);
     try {
       for await (const [routingId, ...frames] of socket) snapshots.handle(routingId, frames, send);
     } catch (error) {
-      if (!socket.closed) recover(endpoint, "snapshot", error, log, counters);
+      if (!socket.closed) recover(endpoint, "snapshot", error, log, metrics);
     }
   }
 }
@@ -278,14 +287,14 @@ async function serveSnapshots(
 async function serveSubscriptions(
   endpoint: BoundEndpoint<zmq.XPublisher>,
   log: Logger,
-  counters: Counters,
+  metrics: Metrics,
 ): Promise<void> {
-  const gate = { topic: TOPIC_UPDATE, counters, logger: log, dropLog: new RateLimitedLog() };
+  const gate = { topic: TOPIC_UPDATE, metrics, logger: log, dropLog: new RateLimitedLog() };
   for await (const socket of endpoint.sockets()) {
     try {
       await gateSubscriptions(socket, gate);
     } catch (error) {
-      if (!socket.closed) recover(endpoint, "feed", error, log, counters);
+      if (!socket.closed) recover(endpoint, "feed", error, log, metrics);
     }
   }
 }
@@ -296,12 +305,12 @@ async function serveSubscriptions(
  */
 function recover(
   endpoint: BoundEndpoint<zmq.Socket>,
-  what: string,
+  what: LabelsOf<"endpoint_rebinds_total">["endpoint"],
   error: unknown,
   log: Logger,
-  counters: Counters,
+  metrics: Metrics,
 ): void {
-  counters.inc(`${what}.loop-failed`);
+  metrics.inc("endpoint_rebinds_total", { endpoint: what });
   log.error(
     { err: error instanceof Error ? error.message : String(error) },
     `${what} loop failed: re-binding`,

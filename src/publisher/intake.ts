@@ -1,5 +1,6 @@
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
 import { RateLimitedLog, untrusted } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import type { NeverBanList } from "../policy/never-ban.js";
 import { decodeEventFrames } from "../protocol/frames.js";
 import { type Envelope, peekEnvelope } from "../protocol/peek.js";
@@ -23,7 +24,7 @@ export interface IntakeOptions {
   maxActivePerOrigin: number;
   /** Called for every event that changes the active set, after it is durably stored. */
   broadcast: (payload: Buffer, signature: Buffer, publisherSeq: number) => void;
-  counters: Counters;
+  metrics: Metrics;
   logger: Logger;
   now?: () => number;
 }
@@ -34,7 +35,7 @@ export interface IntakeOptions {
  * time window; seen-cache (a resend after a lost ack is acknowledged again, never re-broadcast);
  * authorized origin; Ed25519 signature and strict parse; never-ban; rate limits; the origin's cap
  * of active bans. The reply is an
- * ack only once the event is durably stored. Rejections are counted (`dropped.<reason>`) and logged
+ * ack only once the event is durably stored. Rejections are counted (`events_dropped_total{reason}`) and logged
  * at most a few times per reason and interval.
  */
 export class Intake {
@@ -48,7 +49,7 @@ export class Intake {
 
   /** Never rejects: an internal failure (the state file, say) is a `busy` nack the monitor retries. */
   async handle(frames: readonly Buffer[]): Promise<Buffer[]> {
-    this.options.counters.inc("submit.received");
+    this.options.metrics.inc("submissions_total");
     const message = decodeEventFrames(frames);
     if (!message.ok) return this.reject("", message.reason);
     const peeked = peekEnvelope(message.payload);
@@ -56,7 +57,7 @@ export class Intake {
     try {
       return await this.decide(message.payload, message.signature, peeked.envelope);
     } catch (error) {
-      this.options.counters.inc("submit.internal-error");
+      this.options.metrics.inc("submissions_failed_total");
       const suppressed = this.dropLog.allow("internal-error");
       if (suppressed !== undefined) {
         const err = error instanceof Error ? error.message : String(error);
@@ -73,7 +74,7 @@ export class Intake {
     if (time < now - o.windowMs) return this.reject(id, "stale");
     if (time > now + o.windowMs) return this.reject(id, "future");
     if (o.store.hasSeen(id)) {
-      o.counters.inc("submit.duplicate");
+      o.metrics.inc("submissions_accepted_total", { outcome: "duplicate" });
       return encodeAck(id);
     }
     if (!o.isAuthorizedOrigin(origin, key)) return this.reject(id, "unauthorized");
@@ -86,7 +87,7 @@ export class Intake {
     }
     const limited = o.limiter.take(event.origin);
     if (limited) {
-      o.counters.inc(`submit.rate-limited.${limited}`);
+      o.metrics.inc("submissions_rate_limited_total", { limit: limited });
       return this.reject(id, "rate-limited");
     }
     // Subscribers cap a ban at their maxBanTime; a publisher holding it longer would absorb (as
@@ -95,7 +96,6 @@ export class Intake {
     const outcome = o.store.accept({ ...event, expires }, payload, signature, now, {
       maxActivePerOrigin: o.maxActivePerOrigin,
     });
-    o.counters.inc(`submit.${outcome.type}`);
     if (outcome.type === "over-limit") {
       const suppressed = this.limitLog.allow(event.origin);
       if (suppressed !== undefined) {
@@ -106,6 +106,7 @@ export class Intake {
       }
       return this.reject(id, "origin-limit");
     }
+    o.metrics.inc("submissions_accepted_total", { outcome: outcome.type });
     if (outcome.type === "broadcast") {
       o.broadcast(payload, signature, outcome.publisherSeq);
       o.logger.info(
@@ -126,7 +127,7 @@ export class Intake {
   }
 
   private reject(id: string, reason: RejectReason): Buffer[] {
-    this.options.counters.inc(`dropped.${reason}`);
+    this.options.metrics.inc("events_dropped_total", { reason });
     const suppressed = this.dropLog.allow(reason);
     if (suppressed !== undefined) {
       this.options.logger.warn({ reason, id: untrusted(id, 60), suppressed }, "submitted event rejected");

@@ -1,7 +1,8 @@
 import { promises as fs } from "node:fs";
 import { readPurgeMarkers } from "../keys/purge-marker.js";
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
 import { RateLimitedLog } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import type { Expiry, PublisherStore } from "./store.js";
 
 export interface PurgeOptions {
@@ -11,7 +12,7 @@ export interface PurgeOptions {
   isAuthorizedOrigin: (origin: string, verifyKey: Uint8Array) => boolean;
   /** Tells subscribers that a hold is gone (an unsigned expiry: they release that event id only). */
   announce: (expiry: Expiry) => void;
-  counters: Counters;
+  metrics: Metrics;
   logger: Logger;
 }
 
@@ -43,7 +44,7 @@ export class RevokedPurger {
       if (o.isAuthorizedOrigin(marker.origin, marker.verifyKey)) continue;
       const expiries = o.store.purgeOrigin(marker.origin);
       for (const expiry of expiries) o.announce(expiry);
-      o.counters.inc("bans.purged", expiries.length);
+      o.metrics.inc("bans_purged_total", expiries.length);
       if (expiries.length > 0) {
         o.logger.warn({ node: marker.origin, count: expiries.length }, "bans of a revoked origin lifted");
       }

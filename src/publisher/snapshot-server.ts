@@ -1,5 +1,6 @@
 import { setImmediate as yieldToLoop } from "node:timers/promises";
-import { type Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import {
   decodeSnapshotRequest,
   encodeBusy,
@@ -25,7 +26,7 @@ export type Send = (frames: Buffer[]) => Promise<void>;
 
 export interface SnapshotServerOptions {
   open: (now: number) => SnapshotSource;
-  counters: Counters;
+  metrics: Metrics;
   logger: Logger;
   /** Streams in flight for all peers together (default 4): the global bound on snapshot work. */
   maxStreams?: number;
@@ -80,7 +81,7 @@ export class SnapshotServer {
     const request = decodeSnapshotRequest(frames);
     if (!request.ok || routingId === undefined || this.closed) {
       const reason = request.ok ? "frames" : request.reason;
-      this.o.counters.inc(`snapshot.dropped.${reason}`);
+      this.o.metrics.inc("snapshot_requests_dropped_total", { reason });
       if (this.dropLog.allow(reason) !== undefined) {
         this.log.warn({ reason: untrusted(reason) }, "snapshot request dropped");
       }
@@ -99,7 +100,7 @@ export class SnapshotServer {
     }
     const refused = this.admit(peer);
     if (refused) {
-      this.o.counters.inc(`snapshot.busy.${refused}`);
+      this.o.metrics.inc("snapshot_requests_busy_total", { limit: refused });
       this.log.debug({ reason: refused }, "snapshot request refused: busy");
       send([id, ...encodeBusy(this.o.busyRetryMs ?? 1_000)]).catch(() => {
         // The peer left or the socket is closing: it asks again, or is gone.
@@ -138,7 +139,7 @@ export class SnapshotServer {
       let count = 0;
       while (!source.exhausted) {
         if (stream.credit === 0 && !(await this.credited(stream))) {
-          if (!this.closed) this.o.counters.inc("snapshot.abandoned");
+          if (!this.closed) this.o.metrics.inc("snapshots_total", { result: "abandoned" });
           return;
         }
         const page = source.page(MAX_CHUNK_ENTRIES);
@@ -151,10 +152,10 @@ export class SnapshotServer {
         if (this.closed) return;
       }
       await send([Buffer.from(id), ...encodeEnd(source.seq, count)]);
-      this.o.counters.inc("snapshot.served");
+      this.o.metrics.inc("snapshots_total", { result: "served" });
       this.log.debug({ bans: count, seq: source.seq }, "snapshot served");
     } catch (error) {
-      this.o.counters.inc("snapshot.failed");
+      this.o.metrics.inc("snapshots_total", { result: "failed" });
       if (!this.closed) this.log.error({ err: (error as Error).message }, "snapshot stream failed");
     } finally {
       source?.close();

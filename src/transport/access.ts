@@ -15,7 +15,8 @@ import {
   roleDir,
   type SkippedEntry,
 } from "../keys/store.js";
-import { Counters, type Logger, RateLimitedLog } from "../logging.js";
+import { type Logger, RateLimitedLog } from "../logging.js";
+import { Metrics } from "../metrics/registry.js";
 import { writePendingKey } from "./pending.js";
 import { ZAP_DOMAINS, type ZapDomain } from "./sockets.js";
 import type { ZapPeer, ZapRegistry } from "./zap.js";
@@ -43,7 +44,7 @@ export type ReloadResult =
 
 export interface AccessControlOptions {
   logger: Logger;
-  counters?: Counters;
+  metrics?: Metrics;
   /** How often the directory is checked for changes; 0 disables polling (call `reload()`). */
   pollMs?: number;
   /** At most this many keys under pending/ (files already there count); the oldest make room. */
@@ -93,7 +94,7 @@ export class AccessControl implements ZapRegistry {
   private index: Index;
   private skippedEntries: SkippedEntry[] = [];
   private signature = "";
-  private readonly counters: Counters;
+  private readonly metrics: Metrics;
   private readonly log: Logger;
   private readonly errorLog = new RateLimitedLog(60_000, 1);
   private readonly dropLog = new RateLimitedLog(60_000, 1);
@@ -113,7 +114,7 @@ export class AccessControl implements ZapRegistry {
     private readonly options: AccessControlOptions,
     loaded: { set: KeySet; signature: string },
   ) {
-    this.counters = options.counters ?? new Counters();
+    this.metrics = options.metrics ?? new Metrics("publisher");
     this.log = options.logger.child({ component: "access" });
     this.now = options.now ?? Date.now;
     this.set = loaded.set;
@@ -184,7 +185,7 @@ export class AccessControl implements ZapRegistry {
     let record = this.pending.get(id);
     if (!record) {
       if (!this.pendingOnDisk.has(id) && !this.makeRoom(address)) {
-        this.counters.inc("access.pending_dropped");
+        this.metrics.inc("pending_keys_total", { result: "dropped" });
         const suppressed = this.dropLog.allow("limit");
         if (suppressed !== undefined) {
           this.log.warn(
@@ -223,11 +224,11 @@ export class AccessControl implements ZapRegistry {
     const write = (this.removals.get(id) ?? Promise.resolve())
       .then(() => writePendingKey(this.keysDir, record, ROLE_OF_DOMAIN[record.domain], known))
       .then(() => {
-        this.counters.inc("access.pending_written");
+        this.metrics.inc("pending_keys_total", { result: "written" });
         this.pendingOnDisk.set(record.id, record.seenAt);
       })
       .catch((error: unknown) => {
-        this.counters.inc("access.pending_write_failed");
+        this.metrics.inc("pending_keys_total", { result: "write-failed" });
         this.log.error({ err: error, id: record.id }, "cannot record pending key");
       })
       .finally(() => {
@@ -284,7 +285,7 @@ export class AccessControl implements ZapRegistry {
     try {
       this.pendingOnDisk = await pendingFiles(this.keysDir);
     } catch (error) {
-      this.counters.inc("access.pending_unreadable");
+      this.metrics.inc("pending_keys_total", { result: "unreadable" });
       this.reportError(error, "cannot list pending keys");
       return;
     }
@@ -303,12 +304,12 @@ export class AccessControl implements ZapRegistry {
       this.index = next;
       this.signature = signature;
       this.log.info({ ...next.counts, removed, skipped: skipped.length }, "keys reloaded");
-      this.counters.inc("access.reloads");
+      this.metrics.inc("key_reloads_total", { result: "ok" });
       this.reportSkipped(skipped);
       result = { ok: true, removed, skipped };
     } catch (error) {
       // Only a fault of the process itself gets here: loadKeySet never fails for an entry.
-      this.counters.inc("access.reload_failed");
+      this.metrics.inc("key_reloads_total", { result: "failed" });
       this.reportError(error, "key directory not reloaded");
       result = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
     }
@@ -336,7 +337,7 @@ export class AccessControl implements ZapRegistry {
   /** Every skipped entry is counted on each load and logged, at most once per file every 5 min. */
   private reportSkipped(skipped: SkippedEntry[]): void {
     this.skippedEntries = skipped;
-    if (skipped.length > 0) this.counters.inc("access.keys_skipped", skipped.length);
+    if (skipped.length > 0) this.metrics.inc("keys_skipped_total", skipped.length);
     for (const entry of skipped) {
       const suppressed = this.skipLog.allow(`${entry.file}\n${entry.reason}`);
       if (suppressed !== undefined) {
@@ -384,7 +385,7 @@ export class AccessControl implements ZapRegistry {
   private evict(id: string): void {
     this.pending.delete(id);
     this.pendingOnDisk.delete(id);
-    this.counters.inc("access.pending_evicted");
+    this.metrics.inc("pending_keys_total", { result: "evicted" });
     const removal = fs
       .rm(path.join(pendingDir(this.keysDir), `${id}.key`), { force: true })
       .catch((error: unknown) => this.log.error({ err: error, id }, "cannot remove pending key"))

@@ -1,6 +1,7 @@
 import type * as zmq from "zeromq";
-import type { Counters, Logger, RateLimitedLog } from "../logging.js";
+import type { Logger, RateLimitedLog } from "../logging.js";
 import { untrusted } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 
 /**
  * The feed's subscription gate: the only place a subscription takes effect on the feed.
@@ -38,7 +39,7 @@ export function judgeSubscription(frames: readonly Buffer[], topic: Buffer): Sub
 export interface SubscriptionGateOptions {
   /** The one prefix peers may subscribe to. */
   topic: string;
-  counters: Counters;
+  metrics: Metrics;
   logger: Logger;
   /** Shared across sockets of an endpoint so a re-bind does not reset the limit. */
   dropLog: RateLimitedLog;
@@ -61,10 +62,10 @@ export async function gateSubscriptions(
     const verdict = judgeSubscription(frames, topic);
     if (verdict === "subscribe" || verdict === "unsubscribe") {
       setOption.call(socket, verdict === "subscribe" ? ZMQ_SUBSCRIBE : ZMQ_UNSUBSCRIBE, topic);
-      options.counters.inc(`feed.${verdict}d`);
+      options.metrics.inc("feed_subscriptions_total", { action: verdict });
       continue;
     }
-    options.counters.inc(`feed.subscription-dropped.${verdict}`);
+    options.metrics.inc("feed_subscriptions_dropped_total", { reason: verdict });
     const suppressed = options.dropLog.allow(verdict);
     if (suppressed !== undefined) {
       const body = frames[0]?.subarray(1) ?? Buffer.alloc(0);

@@ -1,7 +1,8 @@
 import * as zmq from "zeromq";
 import { F2bzError } from "../errors.js";
 import { z85Encode } from "../keys/z85.js";
-import { Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { Metrics } from "../metrics/registry.js";
 import { isZapDomain, type ZapDomain } from "./sockets.js";
 
 /**
@@ -116,7 +117,7 @@ export interface ZapHandlerOptions {
   context: zmq.Context;
   registry: ZapRegistry;
   logger: Logger;
-  counters?: Counters;
+  metrics?: Metrics;
   /** An unknown CURVE key asked to enter a known domain (for keys/pending). Must not block. */
   onUnknown?: (domain: ZapDomain, address: string, curvePublic: Uint8Array) => void;
   /** Denial log lines per peer address; default 5 per 10 s. */
@@ -124,7 +125,7 @@ export interface ZapHandlerOptions {
 }
 
 export class ZapHandler {
-  readonly counters: Counters;
+  readonly metrics: Metrics;
   readonly context: zmq.Context;
   private readonly log: Logger;
   private readonly denialLog: RateLimitedLog;
@@ -135,7 +136,7 @@ export class ZapHandler {
     private readonly options: ZapHandlerOptions,
   ) {
     this.context = options.context;
-    this.counters = options.counters ?? new Counters();
+    this.metrics = options.metrics ?? new Metrics("publisher");
     this.log = options.logger.child({ component: "zap" });
     this.denialLog = options.denialLog ?? new RateLimitedLog();
     this.loop = this.run();
@@ -172,10 +173,10 @@ export class ZapHandler {
     try {
       for await (const frames of this.socket) {
         const [routingId, delimiter, ...request] = frames;
-        this.counters.inc("zap.requests");
+        this.metrics.inc("zap_requests_total");
         // libzmq's ZAP client sends a REQ-style envelope; anything else did not come from libzmq.
         if (routingId === undefined || delimiter === undefined || delimiter.length !== 0) {
-          this.counters.inc("zap.denied.envelope");
+          this.metrics.inc("zap_denied_total", { reason: "envelope" });
           continue;
         }
         const decision = decide(request, this.options.registry);
@@ -186,7 +187,7 @@ export class ZapHandler {
         } catch (error) {
           if (this.socket.closed) break;
           // The server session went away mid-handshake; libzmq then fails that handshake closed.
-          this.counters.inc("zap.reply_failed");
+          this.metrics.inc("zap_reply_failures_total");
           this.log.warn({ err: error }, "zap reply not sent");
         }
       }
@@ -198,14 +199,14 @@ export class ZapHandler {
 
   private account(decision: ZapDecision): void {
     if (decision.status === "200") {
-      this.counters.inc("zap.allowed");
+      this.metrics.inc("zap_allowed_total");
       this.log.debug(
         { domain: decision.domain, address: untrusted(decision.address, 64), node: decision.peer.nodeId },
         "peer authenticated",
       );
       return;
     }
-    this.counters.inc(`zap.denied.${decision.reason}`);
+    this.metrics.inc("zap_denied_total", { reason: decision.reason });
     const suppressed = this.denialLog.allow(decision.address);
     if (suppressed !== undefined) {
       const fields = {

@@ -49,16 +49,22 @@ test.serial(
     // The same attacker seen everywhere: each monitor's ban is a holder of its own, broadcast so
     // that the address stays banned until the last of them lifts it; each subscriber bans it once.
     for (const monitor of monitors) await monitor.ban("203.0.113.66");
-    await waitFor(() => (publisher.running.counters.get("submit.broadcast") === 6 ? true : undefined), {
-      timeoutMs: END_TO_END_MS,
-      what: "the two later reports to be broadcast as holders",
-    });
+    await waitFor(
+      () =>
+        publisher.running.metrics.get("submissions_accepted_total", { outcome: "broadcast" }) === 6
+          ? true
+          : undefined,
+      {
+        timeoutMs: END_TO_END_MS,
+        what: "the two later reports to be broadcast as holders",
+      },
+    );
     await allHave(
       subscribers,
       [...own, "203.0.113.66"].map((ip) => `sshd ${ip}`),
       "the shared ban everywhere",
     );
-    t.is(publisher.running.counters.get("submit.already-active"), 0);
+    t.is(publisher.running.metrics.get("submissions_accepted_total", { outcome: "already-active" }), 0);
     t.is(publisher.running.store.activeCount(), 4);
     t.is(publisher.running.store.holderCount(), 6);
     await waitFor(

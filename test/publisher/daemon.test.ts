@@ -117,8 +117,11 @@ test("a flood from one authorized origin is limited without starving another ori
     return quietIds.every((id) => ids.has(id)) ? true : undefined;
   };
   await waitFor(seen, { timeoutMs: DEADLINE_MS, what: "every event of the quiet origin on the feed" });
-  t.is(publisher.running.counters.get("submit.rate-limited.origin"), outcomes.limited);
-  t.is(publisher.running.counters.get("submit.rate-limited.global"), 0);
+  t.is(
+    publisher.running.metrics.get("submissions_rate_limited_total", { limit: "origin" }),
+    outcomes.limited,
+  );
+  t.is(publisher.running.metrics.get("submissions_rate_limited_total", { limit: "global" }), 0);
 });
 
 test("an unauthorized origin's validly signed event is refused, and its key cannot even connect", async (t) => {
@@ -179,7 +182,7 @@ test("a restart keeps active bans, seen ids and the sequence number", async (t) 
   // A monitor resending after the restart (its ack was lost) is acknowledged, not re-broadcast.
   const again = submitter(t, web1!, publisher);
   t.deepEqual(await again.submit(events[0]!), { type: "ack", id: events[0]!.event.id });
-  t.is(restarted.counters.get("submit.duplicate"), 1);
+  t.is(restarted.metrics.get("submissions_accepted_total", { outcome: "duplicate" }), 1);
   t.is(restarted.store.publisherSeq, 4);
   const next = await sign(web1!.identity, { seq: 5, ip: "203.0.113.99" });
   t.like(await again.submit(next), { type: "ack" });
@@ -261,7 +264,10 @@ test("a snapshot taken during a stream of updates, plus the updates after it, eq
       .map((e) => [keyOf(JSON.parse(e.payload.toString())), e.payload.toString("base64")] as [string, string])
       .sort(),
   );
-  t.true(publisher.running.counters.get("submit.already-active") > 0, "the stream had colliding bans");
+  t.true(
+    publisher.running.metrics.get("submissions_accepted_total", { outcome: "already-active" }) > 0,
+    "the stream had colliding bans",
+  );
 });
 
 test("a slow subscriber that never reads does not delay the others or the intake", async (t) => {
@@ -297,7 +303,7 @@ test("a slow subscriber that never reads does not delay the others or the intake
     updates(feed.messages.items).map((u) => u.seq),
     Array.from({ length: count }, (_, i) => i + 1),
   );
-  t.is(publisher.running.counters.get("feed.send-failed"), 0);
+  t.is(publisher.running.metrics.get("task_failures_total", { task: "feed-send" }), 0);
 });
 
 test("a ban that expires is pruned, announced on the feed, and gone from the snapshot", async (t) => {
@@ -320,7 +326,7 @@ test("a ban that expires is pruned, announced on the feed, and gone from the sna
   const snapshot = await fetchSnapshot(t, sub!, publisher);
   t.is(snapshot.seq, 3);
   t.deepEqual(entryKeys(snapshot.entries), ["sshd 2001:db8::7"]);
-  t.is(publisher.running.counters.get("bans.expired"), 1);
+  t.is(publisher.running.metrics.get("bans_expired_total"), 1);
 });
 
 test("a burst of expiries in one pass reaches the feed whole, in sequence", async (t) => {
@@ -346,11 +352,15 @@ test("a burst of expiries in one pass reaches the feed whole, in sequence", asyn
   // Normally subscribed seconds before the bans expire (seq still `count`); on a machine so slow
   // that it is not, the expiries after its first heartbeat are still checked for gaps.
   const { seq: joined } = await feed.ready;
-  await waitFor(() => (publisher.running.counters.get("bans.expired") === count ? true : undefined), {
+  await waitFor(() => (publisher.running.metrics.get("bans_expired_total") === count ? true : undefined), {
     timeoutMs: DEADLINE_MS,
     what: "every ban to expire",
   });
-  t.is(publisher.running.counters.get("feed.send-failed"), 0, "every expiry was handed to the socket");
+  t.is(
+    publisher.running.metrics.get("task_failures_total", { task: "feed-send" }),
+    0,
+    "every expiry was handed to the socket",
+  );
   t.is(publisher.running.store.activeCount(), 0);
   await feed.messages.waitFor(
     (m) => m.type === "expire" && m.seq === 2 * count,

@@ -81,7 +81,7 @@ test.serial(
     t.deepEqual(cluster1.actions(), [`ban f2bz ${X}`]);
     // B's own ban again is absorbed: B still holds X.
     t.like(await B.submit(await sign(b.identity, { seq: 2, ip: X })), { type: "ack" });
-    t.is(publisher.running.counters.get("submit.already-active"), 1);
+    t.is(publisher.running.metrics.get("submissions_accepted_total", { outcome: "already-active" }), 1);
 
     t.like(await B.submit(await sign(b.identity, { seq: 3, ip: X, kind: "unban" })), { type: "ack" });
     await settle();
@@ -129,16 +129,28 @@ test.serial(
     await monitorB.ban(X, "sshd");
     await holds(cluster1, [`f2bz ${X}`], "B's ban at the subscriber");
     await monitorA.ban(X, "x");
-    await waitFor(() => (publisher.running.counters.get("submit.broadcast") === 2 ? true : undefined), {
-      timeoutMs: END_TO_END_MS,
-      what: "A's ban to be broadcast",
-    });
+    await waitFor(
+      () =>
+        publisher.running.metrics.get("submissions_accepted_total", { outcome: "broadcast" }) === 2
+          ? true
+          : undefined,
+      {
+        timeoutMs: END_TO_END_MS,
+        what: "A's ban to be broadcast",
+      },
+    );
     // A's fail2ban lifts its own ban after its (shorter) bantime: that `Unban` travels.
     await appendFile(monitorA.log, banLine("x", X, "Unban"));
-    await waitFor(() => (publisher.running.counters.get("submit.broadcast") === 3 ? true : undefined), {
-      timeoutMs: END_TO_END_MS,
-      what: "A's unban to be broadcast",
-    });
+    await waitFor(
+      () =>
+        publisher.running.metrics.get("submissions_accepted_total", { outcome: "broadcast" }) === 3
+          ? true
+          : undefined,
+      {
+        timeoutMs: END_TO_END_MS,
+        what: "A's unban to be broadcast",
+      },
+    );
     await settle();
     t.deepEqual(cluster1.bans(), [`f2bz ${X}`]);
     t.deepEqual(cluster1.actions(), [`ban f2bz ${X}`]);

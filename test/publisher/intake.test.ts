@@ -2,7 +2,7 @@ import type { ExecutionContext } from "ava";
 import test from "ava";
 import { pino } from "pino";
 import type { SecretIdentity } from "../../src/keys/identity.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { NeverBanList } from "../../src/policy/never-ban.js";
 import { MAX_PAYLOAD_BYTES } from "../../src/protocol/event.js";
 import { encodeEventFrames, TOPIC_EVENT } from "../../src/protocol/frames.js";
@@ -49,7 +49,7 @@ async function setup(
   t.teardown(() => store.close());
   let now = NOW;
   const broadcasts: Broadcast[] = [];
-  const counters = new Counters();
+  const metrics = new Metrics("publisher");
   const lines: { level: number; msg: string; reason?: string; node?: string }[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
   const intake = new Intake({
@@ -62,14 +62,14 @@ async function setup(
     allowCidr: true,
     maxActivePerOrigin,
     broadcast: (payload, signature, seq) => broadcasts.push({ payload, signature, seq }),
-    counters,
+    metrics,
     logger,
     now: () => now,
   });
   return {
     intake,
     store,
-    counters,
+    metrics,
     lines,
     broadcasts,
     advance: (ms: number) => {
@@ -109,7 +109,7 @@ test("an event is stored, acknowledged and broadcast byte for byte with the next
   t.true(sent!.signature.equals(event.signature), "signature unchanged");
   t.is(sent!.seq, 1);
   t.true(s.store.hasSeen(event.event.id), "stored before the ack");
-  t.is(s.counters.get("submit.broadcast"), 1);
+  t.is(s.metrics.get("submissions_accepted_total", { outcome: "broadcast" }), 1);
   const second = await signed(s.web2, 1, "2001:db8::7");
   await submit(s.intake, second);
   t.deepEqual(
@@ -124,7 +124,7 @@ test("a resend after a lost ack is acknowledged again and not re-broadcast", asy
   await submit(s.intake, event);
   t.deepEqual(await submit(s.intake, event), { type: "ack", id: event.event.id });
   t.is(s.broadcasts.length, 1);
-  t.is(s.counters.get("submit.duplicate"), 1);
+  t.is(s.metrics.get("submissions_accepted_total", { outcome: "duplicate" }), 1);
 });
 
 test("a ban by another origin of an address already banned is broadcast; the same origin again is not", async (t) => {
@@ -137,7 +137,7 @@ test("a ban by another origin of an address already banned is broadcast; the sam
   const again = await signed(s.web2, 2);
   t.deepEqual(await submit(s.intake, again), { type: "ack", id: again.event.id });
   t.is(s.broadcasts.length, 2);
-  t.is(s.counters.get("submit.already-active"), 1);
+  t.is(s.metrics.get("submissions_accepted_total", { outcome: "already-active" }), 1);
   const unban = await signed(s.web1, 2, "203.0.113.7", { kind: "unban" });
   t.deepEqual(await submit(s.intake, unban), { type: "ack", id: unban.event.id });
   t.is(s.broadcasts.length, 3, "the unban changes the holders");
@@ -155,7 +155,7 @@ test("an origin at publisher.maxActivePerOrigin is refused new bans with a reaso
     const over = await signed(s.web1, seq, `203.0.113.${seq}`);
     t.deepEqual(await submit(s.intake, over), { type: "nack", id: over.event.id, reason: "origin-limit" });
   }
-  t.is(s.counters.get("dropped.origin-limit"), 4);
+  t.is(s.metrics.get("events_dropped_total", { reason: "origin-limit" }), 4);
   t.is(s.broadcasts.length, 2);
   const warned = s.lines.filter((l) => l.msg.startsWith("origin reached publisher.maxActivePerOrigin"));
   t.is(warned.length, 1, "one warning per origin and minute");
@@ -184,7 +184,7 @@ test("wrong frame count, topic or frame sizes are refused before anything is par
     t.deepEqual(reply(await s.intake.handle(frames)), { type: "nack", id: "", reason }, what);
   }
   t.is(s.broadcasts.length, 0);
-  t.is(s.counters.get("dropped.frames"), 3);
+  t.is(s.metrics.get("events_dropped_total", { reason: "frames" }), 3);
 });
 
 test("events outside the time window are refused as stale or future, with their id", async (t) => {
@@ -262,7 +262,7 @@ test("never-ban addresses and ranges are refused", async (t) => {
     t.deepEqual(await submit(s.intake, event), { type: "nack", id: event.event.id, reason: "never-ban" }, ip);
   }
   t.is(s.broadcasts.length, 0);
-  t.is(s.counters.get("dropped.never-ban"), 5);
+  t.is(s.metrics.get("events_dropped_total", { reason: "never-ban" }), 5);
 });
 
 test("an origin over its bucket is rate-limited, another origin is not, and a later resend passes", async (t) => {
@@ -272,7 +272,7 @@ test("an origin over its bucket is rate-limited, another origin is not, and a la
   }
   const over = await signed(s.web1, 4, "203.0.113.4");
   t.deepEqual(await submit(s.intake, over), { type: "nack", id: over.event.id, reason: "rate-limited" });
-  t.is(s.counters.get("submit.rate-limited.origin"), 1);
+  t.is(s.metrics.get("submissions_rate_limited_total", { limit: "origin" }), 1);
   t.is((await submit(s.intake, await signed(s.web2, 1, "198.51.100.77"))).type, "ack");
   t.false(s.store.hasSeen(over.event.id), "a refused event is not remembered");
   s.advance(1000);
@@ -287,7 +287,7 @@ test("checks run in order: window, then authorization, then signature, and only 
     (await submit(s.intake, { ...staleOutsider, signature: flipBit(staleOutsider.signature, 0) })).type,
     "nack",
   );
-  t.is(s.counters.get("dropped.stale"), 1);
+  t.is(s.metrics.get("events_dropped_total", { reason: "stale" }), 1);
   const outsider = await signed(s.outsider, 2);
   const forged = { payload: outsider.payload, signature: flipBit(outsider.signature, 0) };
   t.like(await submit(s.intake, forged), { reason: "unauthorized" });
@@ -320,7 +320,7 @@ test("a cidr is refused where single addresses only are allowed", async (t) => {
     allowCidr: false,
     maxActivePerOrigin: 100_000,
     broadcast: () => t.fail("broadcast"),
-    counters: new Counters(),
+    metrics: new Metrics("publisher"),
     logger: pino({ level: "silent" }),
   });
   const range = await sign(node.identity, { seq: 1, ip: "203.0.113.0/24" }, true);
@@ -346,7 +346,7 @@ test("rejections are counted one by one but logged only a few times per reason",
   for (let i = 0; i < 50; i++) {
     await submit(s.intake, { payload: event.payload, signature: flipBit(event.signature, i % 8) });
   }
-  t.is(s.counters.get("dropped.signature"), 50);
+  t.is(s.metrics.get("events_dropped_total", { reason: "signature" }), 50);
   const warned = s.lines.filter((l) => l.msg === "submitted event rejected" && l.reason === "signature");
   t.true(warned.length >= 1 && warned.length <= 3, `${warned.length} log lines for 50 rejections`);
 });
@@ -356,6 +356,6 @@ test("an internal failure is a busy nack with the event's id, never an exception
   const event = await signed(s.web1, 1);
   s.store.close();
   t.deepEqual(await submit(s.intake, event), { type: "nack", id: event.event.id, reason: "busy" });
-  t.is(s.counters.get("submit.internal-error"), 1);
+  t.is(s.metrics.get("submissions_failed_total"), 1);
   t.is(s.broadcasts.length, 0);
 });

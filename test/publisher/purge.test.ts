@@ -47,7 +47,7 @@ test.serial(
       publisher.running.store.holders(Date.now()).map((h) => [h.ip, h.origin]),
       [["203.0.113.2", good!.identity.nodeId]],
     );
-    t.is(publisher.running.counters.get("bans.purged"), 3);
+    t.is(publisher.running.metrics.get("bans_purged_total"), 3);
     t.deepEqual(
       subscriber.actions().filter((a) => a.startsWith("unban")),
       ["unban f2bz 203.0.113.1", "unban f2bz 2001:db8::3"].sort(),

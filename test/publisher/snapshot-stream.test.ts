@@ -159,7 +159,7 @@ test.serial(
     t.is(counters.get("snapshot.loaded"), 1);
     t.is(seen.size, count, "every ban, none twice");
     t.deepEqual(saved, [count]);
-    t.is(publisher.running.counters.get("snapshot.served"), 1);
+    t.is(publisher.running.metrics.get("snapshots_total", { result: "served" }), 1);
   },
 );
 
@@ -211,7 +211,7 @@ test.serial("a second snapshot request from the same peer while its first stream
   const end = await client.end();
   t.is(end.count, count, "the first stream carries on, whole");
   t.is(client.count("end"), 1, "and only one was started");
-  t.is(publisher.running.counters.get("snapshot.busy.in-flight"), 1);
+  t.is(publisher.running.metrics.get("snapshot_requests_busy_total", { limit: "in-flight" }), 1);
 });
 
 test.serial("one peer hammering snapshot requests does not stop another peer's snapshot", async (t) => {

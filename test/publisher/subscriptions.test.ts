@@ -46,11 +46,11 @@ test("subscriptions of 60 kB end the sender's connection and are never stored", 
   // The feed's frame limit makes libzmq drop the peer at the first such frame, before any of it
   // reaches a subscription trie.
   await hostile.events.waitFor((e) => e.type === "disconnect", "the hostile peer's disconnect", DEADLINE_MS);
-  t.is(publisher.running.counters.get("feed.subscribed"), 0);
+  t.is(publisher.running.metrics.get("feed_subscriptions_total", { action: "subscribe" }), 0);
 
   const feed = feedClient(t, honest!, publisher);
   t.like(await feed.ready, { type: "heartbeat" });
-  t.is(publisher.running.counters.get("feed.subscribed"), 1);
+  t.is(publisher.running.metrics.get("feed_subscriptions_total", { action: "subscribe" }), 1);
 });
 
 test("a subscription to anything but the feed's topic is dropped, counted, and receives nothing", async (t) => {
@@ -65,11 +65,11 @@ test("a subscription to anything but the feed's topic is dropped, counted, and r
     await hostile.socket.send(subscription(1, body));
   await hostile.socket.send(subscription(2, TOPIC_UPDATE));
   await hostile.socket.send(Buffer.alloc(0));
-  const counters = publisher.running.counters;
+  const metrics = publisher.running.metrics;
   await waitFor(
     () =>
-      counters.get("feed.subscription-dropped.topic") === 3 &&
-      counters.get("feed.subscription-dropped.malformed") === 2
+      metrics.get("feed_subscriptions_dropped_total", { reason: "topic" }) === 3 &&
+      metrics.get("feed_subscriptions_dropped_total", { reason: "malformed" }) === 2
         ? true
         : undefined,
     { timeoutMs: DEADLINE_MS, what: "the gate to drop five subscriptions" },
@@ -85,7 +85,7 @@ test("a subscription to anything but the feed's topic is dropped, counted, and r
     what: "two more heartbeats",
   });
   t.deepEqual(hostile.inbox.items, []);
-  t.is(counters.get("feed.subscribed"), 1);
+  t.is(metrics.get("feed_subscriptions_total", { action: "subscribe" }), 1);
   t.false(
     hostile.events.types().includes("disconnect"),
     "small wrong subscriptions do not cost the peer its connection",

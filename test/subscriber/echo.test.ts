@@ -59,14 +59,14 @@ for (const variant of [
       // B's monitor has read that line and recognised it.
       await waitCounter(monB.counters, "events.echo", 1);
       t.is(monB.counters.get("events.published"), 0);
-      t.is(pub.running.counters.get("submit.received"), 1, "only A's ban reached the publisher");
+      t.is(pub.running.metrics.get("submissions_total"), 1, "only A's ban reached the publisher");
 
       t.is((await labA.client(["set", "sshd-test", "unbanip", ip])).code, 0);
       await labB.waitUnbanned(variant.target, ip, 30_000);
       await labB.waitLog(new RegExp(`\\[${variant.target}\\] Unban ${escaped}$`), DEADLINE_MS);
       await waitCounter(monB.counters, "events.echo", 2);
       t.is(monB.counters.get("events.published"), 0);
-      t.is(pub.running.counters.get("submit.received"), 2, "A's ban and A's unban, nothing from B");
+      t.is(pub.running.metrics.get("submissions_total"), 2, "A's ban and A's unban, nothing from B");
     },
   );
 }
@@ -89,7 +89,11 @@ test.serial("a ban fail2ban on B makes by itself is still published by B's monit
   await waitCounter(subB.counters, "snapshot.loaded");
   await labB.fail("192.0.2.131", "sshd-test");
   await waitCounter(monB.counters, "events.published", 1);
-  await waitCounter(pub.running.counters, "submit.broadcast", 1);
+  await waitCounter(
+    { get: () => pub.running.metrics.get("submissions_accepted_total", { outcome: "broadcast" }) },
+    "broadcast",
+    1,
+  );
   // Its own event comes back through the publisher and is dropped as an echo, not applied again.
   await waitCounter(subB.counters, "dropped.echo", 1);
   t.deepEqual(subB.store.applied(), []);

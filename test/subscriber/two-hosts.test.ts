@@ -158,7 +158,11 @@ test.serial("a subscriber started after the ban gets it from the snapshot", asyn
   const h = await twoHosts(t);
   await h.labA.fail("203.0.113.101", "sshd-test");
   await h.labA.fail("2001:db8::101", "sshd-test");
-  await waitCounter(h.pub.running.counters, "submit.broadcast", 2);
+  await waitCounter(
+    { get: () => h.pub.running.metrics.get("submissions_accepted_total", { outcome: "broadcast" }) },
+    "broadcast",
+    2,
+  );
 
   const sub = await startTestSubscriber(t, h.cluster, h.b, h.subscriber({ jail: "f2bz" }));
   await h.labB.waitBanned("f2bz", "203.0.113.101", DEADLINE_MS);

@@ -7,7 +7,7 @@ import { formatPublicCertificate, generateIdentity } from "../../src/keys/identi
 import { pendingDir, pendingId, revokedDir, roleDir } from "../../src/keys/store.js";
 import { z85Encode } from "../../src/keys/z85.js";
 import { parseZpl } from "../../src/keys/zpl.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { AccessControl } from "../../src/transport/access.js";
 import type { ZapDomain } from "../../src/transport/sockets.js";
 import { waitFor } from "../harness/wait.js";
@@ -60,9 +60,9 @@ test("bad entries at start are skipped, counted and logged; the others load", as
   await fs.chmod(path.join(roleDir(dir, "subscriber"), "twin.key"), 0o664);
   const bad = path.join(roleDir(dir, "subscriber"), "bad.key");
   await fs.writeFile(bad, 'curve\n    public-key = "short"\n');
-  const counters = new Counters();
+  const metrics = new Metrics("publisher");
   const { logger, lines } = captureLogger();
-  const { access } = await openAccess(t, dir, { pollMs: 0, counters, logger });
+  const { access } = await openAccess(t, dir, { pollMs: 0, metrics, logger });
 
   t.deepEqual(access.lookup("feed", good!.curvePublic), { nodeId: good!.nodeId, name: "good" });
   t.is(access.lookup("feed", twin!.curvePublic), undefined);
@@ -75,7 +75,7 @@ test("bad entries at start are skipped, counted and logged; the others load", as
       [files[2], "KEY_DUPLICATE"],
     ],
   );
-  t.is(counters.get("access.keys_skipped"), 3);
+  t.is(metrics.get("keys_skipped_total"), 3);
   t.deepEqual(
     lines.filter((l) => l.msg === "key skipped").map((l) => l.file),
     files,
@@ -123,9 +123,9 @@ test("a bad entry never holds back a removal or a revocation: it alone is skippe
     ["kept", "removed", "revoked", "added", "stray"].map((n) => identity(n)),
   );
   for (const node of [kept!, removedKey!, revokedKey!]) await authorize(dir, "subscriber", node);
-  const counters = new Counters();
+  const metrics = new Metrics("publisher");
   const removed = callbackWaiter<ZapDomain>();
-  const { access, reloads } = await openAccess(t, dir, { counters, onRemoved: removed.callback });
+  const { access, reloads } = await openAccess(t, dir, { metrics, onRemoved: removed.callback });
 
   // Issue 10: one file others may write kept the whole previous set, revoked keys included.
   await fs.chmod(await authorize(dir, "subscriber", stray!), 0o664);
@@ -148,8 +148,8 @@ test("a bad entry never holds back a removal or a revocation: it alone is skippe
     access.skipped.map((s) => path.basename(s.file)),
     ["broken.key", "stray.key"],
   );
-  t.true(counters.get("access.keys_skipped") >= 2);
-  t.is(counters.get("access.reload_failed"), 0);
+  t.true(metrics.get("keys_skipped_total") >= 2);
+  t.is(metrics.get("key_reloads_total", { result: "failed" }), 0);
 });
 
 test("an entry that turns bad is skipped: its key is cut off, not kept", async (t) => {
@@ -217,15 +217,15 @@ test("an error reading pending/ never stops a load", async (t) => {
   const dir = await keysDir(t);
   const node = await identity("web1");
   await authorize(dir, "subscriber", node);
-  const counters = new Counters();
-  const { access, reloads } = await openAccess(t, dir, { counters });
+  const metrics = new Metrics("publisher");
+  const { access, reloads } = await openAccess(t, dir, { metrics });
   // Root reads any directory: a file where pending/ should be fails the listing for root too.
   await fs.rm(pendingDir(dir), { recursive: true });
   await fs.writeFile(pendingDir(dir), "not a directory\n");
   await revoke(dir, "subscriber", "web1");
   await reloads.waitFor(() => access.isRevoked(node.curvePublic), "the revocation");
   t.is(access.lookup("feed", node.curvePublic), undefined);
-  await waitFor(() => (counters.get("access.pending_unreadable") > 0 ? true : undefined), {
+  await waitFor(() => (metrics.get("pending_keys_total", { result: "unreadable" }) > 0 ? true : undefined), {
     timeoutMs: 8_000,
     what: "the pending/ error to be counted",
   });
@@ -285,8 +285,8 @@ test("a full pending/ drops its least recently seen key for a new one; files alr
   const earlierFile = path.join(pendingDir(dir), `${pendingId(earlier!.curvePublic)}.key`);
   await fs.writeFile(earlierFile, "left by an earlier run\n");
   await fs.utimes(earlierFile, new Date("2025-01-01T00:00:00Z"), new Date("2025-01-01T00:00:00Z"));
-  const counters = new Counters();
-  const { access } = await openAccess(t, dir, { counters, maxPending: 2, pollMs: 0 });
+  const metrics = new Metrics("publisher");
+  const { access } = await openAccess(t, dir, { metrics, maxPending: 2, pollMs: 0 });
   access.recordUnknown("feed", "192.0.2.1", first!.curvePublic);
   await access.flushPending();
   access.recordUnknown("feed", "192.0.2.2", second!.curvePublic);
@@ -296,15 +296,15 @@ test("a full pending/ drops its least recently seen key for a new one; files alr
     (await fs.readdir(pendingDir(dir))).sort(),
     [`${pendingId(first!.curvePublic)}.key`, `${pendingId(second!.curvePublic)}.key`].sort(),
   );
-  t.is(counters.get("access.pending_evicted"), 1);
-  t.is(counters.get("access.pending_dropped"), 0);
-  t.is(counters.get("access.pending_written"), 2);
+  t.is(metrics.get("pending_keys_total", { result: "evicted" }), 1);
+  t.is(metrics.get("pending_keys_total", { result: "dropped" }), 0);
+  t.is(metrics.get("pending_keys_total", { result: "written" }), 2);
 });
 
 test("after 100 scanner keys a genuine new node's key still lands in pending/", async (t) => {
   const dir = await keysDir(t);
-  const counters = new Counters();
-  const { access } = await openAccess(t, dir, { counters, pollMs: 0 });
+  const metrics = new Metrics("publisher");
+  const { access } = await openAccess(t, dir, { metrics, pollMs: 0 });
   // Issue 10: unknown keys filled the 100 slots and every later key was dropped.
   for (let i = 0; i < 100; i++) access.recordUnknown("feed", `198.51.100.${i}`, randomBytes(32));
   await access.flushPending();
@@ -313,7 +313,7 @@ test("after 100 scanner keys a genuine new node's key still lands in pending/", 
   await access.flushPending();
   t.is((await fs.readdir(pendingDir(dir))).length, 100);
 
-  const dropped = counters.get("access.pending_dropped");
+  const dropped = metrics.get("pending_keys_total", { result: "dropped" });
   const genuine = await identity("web7");
   access.recordUnknown("feed", "192.0.2.7", genuine.curvePublic);
   await access.flushPending();
@@ -324,33 +324,33 @@ test("after 100 scanner keys a genuine new node's key still lands in pending/", 
     files.map(async (f) => parseZpl(await fs.readFile(path.join(pendingDir(dir), f), "utf8"))),
   );
   t.is(fromScanner.filter((e) => e.get("metadata/address") === "203.0.113.66").length, 4);
-  t.is(counters.get("access.pending_dropped"), dropped);
+  t.is(metrics.get("pending_keys_total", { result: "dropped" }), dropped);
 });
 
 test("at most one pending write per key per interval; attempts and first-seen survive a restart", async (t) => {
   const dir = await keysDir(t);
   const stranger = await identity("web9");
   let now = Date.parse("2025-01-01T00:00:00Z");
-  const counters = new Counters();
+  const metrics = new Metrics("publisher");
   const file = path.join(pendingDir(dir), `${pendingId(stranger.curvePublic)}.key`);
   const read = async () => parseZpl(await fs.readFile(file, "utf8"));
 
   const first = await AccessControl.open(dir, {
     logger: silentLogger(),
     pollMs: 0,
-    counters,
+    metrics,
     now: () => now,
   });
   first.recordUnknown("submit", "192.0.2.1", stranger.curvePublic);
   first.recordUnknown("submit", "192.0.2.1", stranger.curvePublic);
   await first.flushPending();
   // One write; it carries every attempt counted before it ran.
-  t.is(counters.get("access.pending_written"), 1);
+  t.is(metrics.get("pending_keys_total", { result: "written" }), 1);
   t.is((await read()).get("metadata/attempts"), "2");
   now += 6_000;
   first.recordUnknown("submit", "192.0.2.3", stranger.curvePublic);
   await first.flushPending();
-  t.is(counters.get("access.pending_written"), 2);
+  t.is(metrics.get("pending_keys_total", { result: "written" }), 2);
   t.is((await read()).get("metadata/attempts"), "3");
   t.is((await read()).get("metadata/address"), "192.0.2.3");
   await first.close();

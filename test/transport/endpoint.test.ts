@@ -122,5 +122,5 @@ test("a rebind drops live peers, which reconnect by themselves and get through a
   await events.waitFor(() => handshakes() === 2, "a second handshake");
   await client.send("after");
   await received.waitFor((m) => m === "after", "a message on the new socket");
-  t.is(server.zap.counters.get("zap.allowed"), 2);
+  t.is(server.zap.metrics.get("zap_allowed_total"), 2);
 });

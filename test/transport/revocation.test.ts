@@ -87,8 +87,8 @@ test("a revoked subscriber is cut off while another subscriber keeps receiving",
   await b.inbox.waitFor((m) => Number(m[0]?.toString()) > cut + 5, "bob's updates after the cut");
   t.true(a.last() <= cut, `alice got update ${a.last()} sent after she was refused at ${cut}`);
   t.is(a.events.items.filter((e) => e.type === "handshake").length, 1);
-  t.is(feed.zap.counters.get("zap.denied.revoked"), 1);
-  t.is(feed.zap.counters.get("zap.denied.unknown"), 0);
+  t.is(feed.zap.metrics.get("zap_denied_total", { reason: "revoked" }), 1);
+  t.is(feed.zap.metrics.get("zap_denied_total", { reason: "unknown" }), 0);
   t.is(feed.endpoint.generation, 1);
 });
 
@@ -114,7 +114,7 @@ test("a new key takes effect without restart: pending, `keys accept`, reconnect"
   await c.events.handshake();
   await c.inbox.waitFor(() => true, "carol's first update");
   t.is(feed.endpoint.generation, 0);
-  t.is(feed.zap.counters.get("zap.allowed"), 1);
+  t.is(feed.zap.metrics.get("zap_allowed_total"), 1);
 });
 
 test("a broken key file is skipped: known keys still get in, the key next to it too, nobody is cut", async (t) => {

@@ -128,7 +128,7 @@ test("on a live socket: a registry failure is a 500 on both sides", async (t) =>
   client.connect(server.endpoint.address);
   await server.events.authFailure(500);
   await events.authFailure(500);
-  t.is(server.zap.counters.get("zap.denied.error"), 1);
+  t.is(server.zap.metrics.get("zap_denied_total", { reason: "error" }), 1);
 });
 
 test("denials are logged with address, Z85 key and reason; revoked keys are not reported as unknown", async (t) => {
@@ -151,8 +151,8 @@ test("denials are logged with address, Z85 key and reason; revoked keys are not 
     client.connect(server.endpoint.address);
     await events.authFailure(400);
   }
-  t.is(server.zap.counters.get("zap.denied.revoked"), 1);
-  t.is(server.zap.counters.get("zap.denied.unknown"), 2);
+  t.is(server.zap.metrics.get("zap_denied_total", { reason: "revoked" }), 1);
+  t.is(server.zap.metrics.get("zap_denied_total", { reason: "unknown" }), 2);
   t.deepEqual(unknown, [z85Encode(stranger.curvePublic), z85Encode(stranger.curvePublic)]);
   const refused = lines.filter((l) => l.msg === "peer refused");
   t.is(refused.length, 3);
@@ -191,7 +191,7 @@ test("the denial log lets through a bounded number of lines per address", async 
     client.connect(endpoint.address);
     await events.authFailure(400);
   }
-  t.is(zap.counters.get("zap.denied.unknown"), 3);
+  t.is(zap.metrics.get("zap_denied_total", { reason: "unknown" }), 3);
   t.is(lines.filter((l) => l.msg === "peer refused").length, 1);
 });
 
