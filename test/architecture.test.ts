@@ -5,10 +5,11 @@ import test from "ava";
 
 /**
  * DESIGN §10's dependency rules, checked on the source: the core never imports a daemon, the
- * daemons never import each other, and protocol, keys, config, policy and fail2ban know no sockets.
+ * daemons never import each other, and protocol, keys, config, policy and fail2ban know no sockets;
+ * `status` reads the daemons' state files through the core alone; the toolkit is a leaf.
  */
 const SRC = fileURLToPath(new URL("../src/", import.meta.url));
-const CORE = ["config", "keys", "protocol", "transport", "fail2ban", "policy", "state"];
+const CORE = ["config", "keys", "protocol", "transport", "fail2ban", "policy", "state", "toolkit"];
 const DAEMONS = ["monitor", "publisher", "subscriber", "ban-helper", "demo"];
 const NO_SOCKETS = ["config", "keys", "protocol", "fail2ban", "policy"];
 
@@ -63,5 +64,25 @@ test("the root ban-helper imports neither transport nor protocol", async (t) => 
       ["transport", "protocol"].includes(folderOf(spec) ?? "") || spec === "zeromq",
       `${file} imports ${spec}`,
     );
+  }
+});
+
+test("status imports only the core (state file names and readers come from state/)", async (t) => {
+  const imports = await importsOf("status");
+  t.true(imports.length > 3, "the scan reads the imports");
+  for (const { file, spec } of imports) {
+    const target = folderOf(spec);
+    t.true(target === undefined || CORE.includes(target), `${file} imports ${spec}`);
+    t.not(spec, "zeromq", `${file} imports ${spec}`);
+  }
+});
+
+test("the toolkit imports nothing of the project but errors.ts", async (t) => {
+  const files = (await readdir(path.join(SRC, "toolkit"))).filter((name) => name.endsWith(".ts"));
+  t.true(files.length >= 5, "the scan finds the toolkit");
+  const imports = await importsOf("toolkit");
+  for (const { file, spec } of imports) {
+    t.true(!spec.startsWith("../") || spec === "../errors.js", `${file} imports ${spec}`);
+    t.not(spec, "zeromq", `${file} imports ${spec}`);
   }
 });

@@ -7,7 +7,7 @@ import { keyHex, loadPinnedKey } from "../keys/store.js";
 import { Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
 import { parseAddress } from "../policy/address.js";
 import { isValidJail } from "../policy/jail.js";
-import { SUBSCRIBER_STATE_FILE } from "../state/ledger.js";
+import { SUBSCRIBER_STATE_FILE } from "../state/files.js";
 import { assertCurve } from "../transport/sockets.js";
 import { PublisherLink } from "./delivery.js";
 import { EventFactory, type SignedEntry } from "./event-factory.js";

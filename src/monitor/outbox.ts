@@ -1,5 +1,6 @@
 import path from "node:path";
 import { type Db, openDatabase } from "../state/database.js";
+import { MONITOR_STATE_FILE } from "../state/files.js";
 
 // Delivery order is the order events happened in (`place`), not their sequence number: an entry
 // signed again (new seq) keeps its place, so a re-signed ban never overtakes the unban that
@@ -33,8 +34,6 @@ const MIGRATIONS = [
   CREATE TABLE publishers (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL) WITHOUT ROWID;
   `,
 ];
-
-export const MONITOR_STATE_FILE = "monitor.sqlite3";
 
 /** Where the log input stopped: a file position, or a journal cursor. */
 export type Position = { inode: number; offset: number } | { cursor: string };

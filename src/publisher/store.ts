@@ -1,5 +1,6 @@
 import path from "node:path";
 import { type Db, openDatabase } from "../state/database.js";
+import { PUBLISHER_STATE_FILE } from "../state/files.js";
 
 const MIGRATIONS = [
   `
@@ -41,8 +42,6 @@ const MIGRATIONS = [
   CREATE INDEX holders_origin ON holders (origin);
   `,
 ];
-
-export const PUBLISHER_STATE_FILE = "publisher.sqlite3";
 
 export interface StoredEvent {
   id: string;

@@ -16,8 +16,6 @@ CREATE TABLE ledger (
 ) WITHOUT ROWID;
 `;
 
-export const SUBSCRIBER_STATE_FILE = "subscriber.sqlite3";
-
 /** Grace after a ban's expiry or an unban during which its log lines are still the cluster's. */
 export const LEDGER_GRACE_MS = 10 * 60_000;
 

@@ -1,12 +1,11 @@
 import { quote } from "../errors.js";
+import { type DaemonName, STATE_FILES } from "../state/files.js";
 import {
   DAEMONS,
-  type DaemonName,
   type DaemonStatus,
   type LogPosition,
   type MonitorState,
   type PublisherState,
-  STATE_FILES,
   type StatusReport,
   type SubscriberState,
 } from "./read.js";

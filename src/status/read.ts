@@ -1,24 +1,15 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { MONITOR_STATE_FILE } from "../monitor/outbox.js";
-import { PUBLISHER_STATE_FILE } from "../publisher/store.js";
 import type { Db } from "../state/database.js";
+import { type DaemonName, STATE_FILES } from "../state/files.js";
 import { openForInspection } from "../state/inspect.js";
-import { SUBSCRIBER_STATE_FILE } from "../state/ledger.js";
 
 /**
  * What `f2bz status` reports: each daemon's state file in the node's state directory, read
  * read-only without leaving a trace (see openForInspection; the daemons may be running), each in one
  * read transaction, so that its numbers are consistent with each other. Times are unix milliseconds.
  */
-export type DaemonName = "publisher" | "monitor" | "subscriber";
 export const DAEMONS: readonly DaemonName[] = ["publisher", "monitor", "subscriber"];
-
-export const STATE_FILES: Record<DaemonName, string> = {
-  publisher: PUBLISHER_STATE_FILE,
-  monitor: MONITOR_STATE_FILE,
-  subscriber: SUBSCRIBER_STATE_FILE,
-};
 
 export type DaemonStatus<T> = { file: string; configured: boolean } & (
   | { state: "absent" }

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { type Db, openDatabase } from "../state/database.js";
-import { LEDGER_SCHEMA, pruneLedger, recordApplied, SUBSCRIBER_STATE_FILE } from "../state/ledger.js";
+import { SUBSCRIBER_STATE_FILE } from "../state/files.js";
+import { LEDGER_SCHEMA, pruneLedger, recordApplied } from "../state/ledger.js";
 
 const MIGRATIONS = [
   `

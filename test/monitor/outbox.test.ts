@@ -1,7 +1,8 @@
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import Database from "better-sqlite3";
-import { MONITOR_STATE_FILE, Outbox, type OutboxEntry } from "../../src/monitor/outbox.js";
+import { Outbox, type OutboxEntry } from "../../src/monitor/outbox.js";
+import { MONITOR_STATE_FILE } from "../../src/state/files.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 /** The outbox is a store: entries need not be real signed events here, only distinct bytes. */

@@ -3,7 +3,8 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { nodeIdOf, type SecretIdentity } from "../../src/keys/identity.js";
 import { encodePayload, PROTOCOL_VERSION, SIGN_DOMAIN } from "../../src/protocol/event.js";
-import { PUBLISHER_STATE_FILE, PublisherStore } from "../../src/publisher/store.js";
+import { PublisherStore } from "../../src/publisher/store.js";
+import { PUBLISHER_STATE_FILE } from "../../src/state/files.js";
 
 /** PKCS#8 prefix of an Ed25519 private key: node's native signer, ~10x libsodium.js, same bytes. */
 const ED25519_PKCS8 = Buffer.from("302e020100300506032b657004220420", "hex");

@@ -3,7 +3,8 @@ import type { ExecutionContext } from "ava";
 import test from "ava";
 import Database from "better-sqlite3";
 import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
-import { PUBLISHER_STATE_FILE, PublisherStore } from "../../src/publisher/store.js";
+import { PublisherStore } from "../../src/publisher/store.js";
+import { PUBLISHER_STATE_FILE } from "../../src/state/files.js";
 import { tempDir } from "../helpers/temp-dir.js";
 import { entryKeys, sign } from "./helpers.js";
 

@@ -1,12 +1,8 @@
 import path from "node:path";
 import test from "ava";
 import Database from "better-sqlite3";
-import {
-  LEDGER_GRACE_MS,
-  LEDGER_SCHEMA,
-  SUBSCRIBER_STATE_FILE,
-  wasAppliedByCluster,
-} from "../../src/state/ledger.js";
+import { SUBSCRIBER_STATE_FILE } from "../../src/state/files.js";
+import { LEDGER_GRACE_MS, LEDGER_SCHEMA, wasAppliedByCluster } from "../../src/state/ledger.js";
 import { SubscriberStore } from "../../src/subscriber/store.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
