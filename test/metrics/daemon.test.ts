@@ -27,7 +27,7 @@ test("a publisher started by the CLI serves its gauges and live counters, and st
   const page = await request(port);
   t.is(page.status, 200);
   t.is(sample(page.body, 'f2bz_bans_active{process="publisher"}'), 0);
-  t.is(sample(page.body, 'f2bz_publisher_seq{process="publisher"}'), 0);
+  t.is(sample(page.body, 'f2bz_publisher_sequence{process="publisher"}'), 0);
 
   // A stranger's key knocks at the submit port: the ZAP handler's counters show it at once.
   const submit = /"submit":"(tcp:\/\/[^"]+)"/.exec(daemon.stdout())?.[1];
@@ -39,7 +39,11 @@ test("a publisher started by the CLI serves its gauges and live counters, and st
   t.teardown(() => stranger.close());
   stranger.connect(submit!);
   const denied = await waitFor(
-    async () => sample((await request(port)).body, 'f2bz_zap_denied_unknown_total{process="publisher"}'),
+    async () => {
+      const page = (await request(port)).body;
+      const value = sample(page, 'f2bz_zap_denied_total{process="publisher",reason="unknown"}') ?? 0;
+      return value >= 1 ? value : undefined;
+    },
     { timeoutMs: 10_000, what: "the denial to be counted" },
   );
   t.true(denied >= 1);

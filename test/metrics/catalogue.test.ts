@@ -1,0 +1,86 @@
+import test, { type ExecutionContext } from "ava";
+import type { ProcessName } from "../../src/metrics/catalogue.js";
+import { renderFamilies } from "../../src/metrics/exposition.js";
+import { Metrics } from "../../src/metrics/registry.js";
+import { encodeEventFrames } from "../../src/protocol/frames.js";
+import { decodeSubmitReply } from "../../src/protocol/submit.js";
+import { createClientSocket } from "../../src/transport/sockets.js";
+import { ANY_PORT, testCluster } from "../helpers/cluster.js";
+import { sign } from "../publisher/helpers.js";
+import { metricsPort, request, sample, spawnDaemon } from "./helpers.js";
+
+/**
+ * Every series the catalogue gives `process`, as a scrape of a fresh daemon must show it: counters
+ * and histograms at 0 (an alert on `increase()` sees the first event), gauges present.
+ */
+function expectCatalogue(t: ExecutionContext, page: string, process: ProcessName): void {
+  const gauges = new Set(
+    new Metrics(process)
+      .collect()
+      .filter((f) => f.spec.type === "gauge")
+      .map((f) => `f2bz_${f.name}`),
+  );
+  const expected = renderFamilies(new Metrics(process).collect(), { process })
+    .split("\n")
+    .filter((line) => line !== "" && !line.startsWith("# HELP"));
+  t.true(expected.length > 10, "the catalogue has series for the process");
+  const lines = new Set(page.split("\n"));
+  for (const line of expected) {
+    if (line.startsWith("# TYPE")) {
+      t.true(lines.has(line), line);
+      continue;
+    }
+    const series = line.slice(0, line.lastIndexOf(" "));
+    const value = sample(page, series);
+    if (gauges.has(series.replace(/\{.*$/, ""))) t.not(value, undefined, series);
+    else t.is(value, 0, series);
+  }
+  t.regex(
+    page,
+    new RegExp(`^f2bz_build_info\\{process="${process}",version="\\d+\\.\\d+\\.\\d+[^"]*"\\} 1$`, "m"),
+  );
+}
+
+test("a publisher shows every metric of its catalogue from the start, reasons as labels; a bad signature counts under its reason", async (t) => {
+  t.timeout(60_000);
+  const cluster = await testCluster(t);
+  const pub = await cluster.node("pub");
+  const web1 = await cluster.node("web1");
+  await cluster.authorize(web1, "monitor");
+  const config = await cluster.configFile(pub, {
+    publisher: { submit: ANY_PORT, feed: ANY_PORT, snapshot: ANY_PORT, keys: cluster.keysDir },
+    metrics: { listen: "127.0.0.1:0" },
+    logging: { level: "info" },
+  });
+  const daemon = spawnDaemon(t, ["publisher", "--config", config]);
+  await daemon.started("publisher");
+  const port = metricsPort(daemon.stdout());
+  const fresh = (await request(port)).body;
+  expectCatalogue(t, fresh, "publisher");
+  t.true(fresh.includes("# TYPE f2bz_events_dropped_total counter\n"));
+
+  // An authorized monitor whose event's signature does not match its bytes.
+  const submit = /"submit":"(tcp:\/\/[^"]+)"/.exec(daemon.stdout())?.[1];
+  t.truthy(submit);
+  const socket = createClientSocket("request", {
+    identity: web1.identity,
+    serverKey: pub.identity.curvePublic,
+  });
+  t.teardown(() => socket.close());
+  socket.receiveTimeout = 15_000;
+  socket.connect(submit!);
+  const event = await sign(web1.identity, { seq: 1, ip: "192.0.2.7" });
+  const forged = Buffer.from(event.signature);
+  forged[0] = (forged[0] ?? 0) ^ 1;
+  await socket.send(encodeEventFrames(event.payload, forged));
+  t.deepEqual(decodeSubmitReply(await socket.receive()), {
+    ok: true,
+    message: { type: "nack", id: event.event.id, reason: "signature" },
+  });
+
+  const page = (await request(port)).body;
+  t.is(sample(page, 'f2bz_events_dropped_total{process="publisher",reason="signature"}'), 1);
+  t.is(sample(page, 'f2bz_events_dropped_total{process="publisher",reason="unauthorized"}'), 0);
+  t.is(sample(page, 'f2bz_submissions_total{process="publisher"}'), 1);
+  t.is(await daemon.stop(), 0);
+});
