@@ -13,10 +13,10 @@ export const monitor: Command = {
   ],
   options: configOption,
   run: (ctx) =>
-    runDaemon(ctx, "monitor", async (config, logger) => {
+    runDaemon(ctx, "monitor", async (config, logger, signal) => {
       // Loaded on use: the root ban-helper shares this CLI and must never load network code.
       const { startMonitor } = await import("../monitor/daemon.js");
-      const running = await startMonitor(config, logger);
+      const running = await startMonitor(config, logger, { signal });
       return {
         close: () => running.close(),
         counters: running.counters,

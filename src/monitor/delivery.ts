@@ -1,10 +1,11 @@
 import type * as zmq from "zeromq";
 import { fingerprint } from "../keys/identity.js";
 import type { Counters, Logger } from "../logging.js";
-import { RateLimitedLog } from "../logging.js";
 import { encodeEventFrames } from "../protocol/frames.js";
 import type { RejectReason } from "../protocol/reasons.js";
 import { decodeSubmitReply } from "../protocol/submit.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
+import { realSchedule, type Schedule, sleep, WakeUp } from "../toolkit/wake-up.js";
 import { type CurveKeyPair, createClientSocket } from "../transport/sockets.js";
 import type { Outbox, OutboxEntry } from "./outbox.js";
 
@@ -26,6 +27,11 @@ export interface LinkOptions {
   /** After every acknowledgement or drop: the outbox may have room again. */
   onProgress?: () => void;
   backoff?: { initialMs: number; maxMs: number };
+  /** The monitor's: its abort ends the loop as close() does. */
+  signal?: AbortSignal;
+  /** The clock that ages entries (the event factory's), and the timer of back-offs: tests inject both. */
+  now?: () => number;
+  schedule?: Schedule;
 }
 
 /** Reasons a publisher may stop giving once something changes: retried, with back-off. */
@@ -40,24 +46,35 @@ const RETRY: ReadonlySet<RejectReason> = new Set(["rate-limited", "busy", "unaut
  */
 export class PublisherLink {
   private socket: zmq.Request | undefined;
-  private closed = false;
-  /** Ends the idle wait: new entries, or close. */
-  private wakeIdle: (() => void) | undefined;
-  /** Ends a back-off: close only. */
-  private wakeSleep: (() => void) | undefined;
+  /** Aborted by close() or the monitor's signal: ends every wait, and the loop. */
+  private readonly stop = new AbortController();
+  /** Ends the idle wait: new entries (an abort ends it too). */
+  private readonly entries: WakeUp;
+  private readonly now: () => number;
   private backoffMs: number;
   /** Handshakes the publisher broke off in a row, over socket resets: a pinned key that is wrong. */
   private brokenHandshakes = 0;
   /** The entry last signed again because this publisher called it stale. */
   private resignedAfterStale: string | undefined;
   private readonly log: Logger;
-  private readonly problemLog = new RateLimitedLog(60_000, 1);
+  private readonly problems: LimitedLog;
   private readonly loop: Promise<void>;
 
   constructor(private readonly o: LinkOptions) {
     this.backoffMs = this.backoff.initialMs;
+    this.now = o.now ?? Date.now;
+    this.entries = new WakeUp(o.schedule ?? realSchedule);
     this.log = o.logger.child({ component: "delivery", publisher: o.endpoint });
+    this.problems = new LimitedLog(this.log, new RateLimitedLog(60_000, 1));
+    // An abort also ends an unanswered request at once, not after the ack timeout.
+    this.stop.signal.addEventListener("abort", () => this.socket?.close(), { once: true });
+    if (o.signal?.aborted) this.stop.abort();
+    else o.signal?.addEventListener("abort", () => this.stop.abort(), { once: true });
     this.loop = this.run();
+  }
+
+  private get closed(): boolean {
+    return this.stop.signal.aborted;
   }
 
   private get backoff() {
@@ -66,17 +83,12 @@ export class PublisherLink {
 
   /** New entries are in the outbox. */
   notify(): void {
-    this.wakeIdle?.();
+    this.entries.wake();
   }
 
   /** Ends the loop (an unanswered request is abandoned: the entry stays in the outbox). Idempotent. */
   async close(): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      this.socket?.close();
-      this.wakeIdle?.();
-      this.wakeSleep?.();
-    }
+    this.stop.abort();
     await this.loop;
   }
 
@@ -97,7 +109,7 @@ export class PublisherLink {
         continue;
       }
       try {
-        if (Date.now() - entry.time > this.o.maxAgeMs) {
+        if (this.now() - entry.time > this.o.maxAgeMs) {
           // Publishers refuse events older than their window: sign it again (new id, same ban).
           const fresh = await this.o.refresh(entry);
           this.progress();
@@ -232,8 +244,7 @@ export class PublisherLink {
   }
 
   private problem(message: string, fields: Record<string, unknown>): void {
-    const suppressed = this.problemLog.allow(message);
-    if (suppressed !== undefined) this.log.warn({ ...fields, suppressed }, message);
+    this.problems.warn(message, fields, message);
   }
 
   private progress(): void {
@@ -241,27 +252,12 @@ export class PublisherLink {
   }
 
   /** Until notify() or close(). */
-  private idle(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.wakeIdle = () => {
-        this.wakeIdle = undefined;
-        resolve();
-      };
-    });
+  private async idle(): Promise<void> {
+    await this.entries.wait(undefined, this.stop.signal);
   }
 
   /** For `ms`, or until close(). */
-  private sleep(ms: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakeSleep = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakeSleep = done;
-    });
+  private async sleep(ms: number): Promise<void> {
+    await sleep(ms, this.stop.signal, this.o.schedule);
   }
 }

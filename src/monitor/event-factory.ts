@@ -14,10 +14,11 @@ export class EventFactory {
     private readonly settings: MonitorConfig,
     private readonly allowCidr: boolean,
     private readonly outbox: Outbox,
+    private readonly now: () => number = Date.now,
   ) {}
 
   async sign(event: MonitorEvent, ip: string): Promise<SignedEntry> {
-    const time = Date.now();
+    const time = this.now();
     // Own keys only: a jail named `constructor` must not find Object.prototype's.
     const banTimes = this.settings.banTimes;
     const banTime = Object.hasOwn(banTimes, event.jail) ? banTimes[event.jail]! : this.settings.banTime;
@@ -33,7 +34,7 @@ export class EventFactory {
   async refresh(old: OutboxEntry): Promise<OutboxEntry | undefined> {
     if (!this.outbox.has(old.id)) return undefined;
     const parsed = parseVerifiedPayload(old.payload, { allowCidr: this.allowCidr });
-    const now = Date.now();
+    const now = this.now();
     if (!parsed.ok || (parsed.event.kind === "ban" && parsed.event.expires <= now)) {
       this.outbox.replace(old.id, undefined);
       return undefined;

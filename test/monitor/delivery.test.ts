@@ -15,12 +15,12 @@ import { createServerSocket, createTransportContext } from "../../src/transport/
 import { ZapHandler } from "../../src/transport/zap.js";
 import { waitFor } from "../harness/wait.js";
 import type { TestNode } from "../helpers/cluster.js";
+import { publisherPorts } from "../helpers/publisher.js";
 import {
   banLine,
   captureLogger,
   count,
   DEADLINE_MS,
-  freePort,
   type LogLine,
   monitorLab,
   unbanLine,
@@ -43,6 +43,17 @@ const queued = (logs: LogLine[], n: number) =>
     const lines = logs.filter((l) => l.msg === "event queued");
     return lines.length >= n ? lines : undefined;
   }, `${n} events queued`);
+
+/** A clock `ms` behind the real one until `catchUp()`: an entry signed meanwhile is that much older. */
+function lagging(ms: number) {
+  let lag = ms;
+  return {
+    now: () => Date.now() - lag,
+    catchUp: () => {
+      lag = 0;
+    },
+  };
+}
 
 /** How the outbox names a publisher: by its pinned key. */
 const nameOf = (node: TestNode) => keyHex(node.identity.curvePublic);
@@ -159,7 +170,7 @@ test("a publisher that never answers does not hold up another one; its events wa
   t.timeout(30_000);
   const lab = await monitorLab(t);
   const silentNode = await lab.cluster.node("silent");
-  const silent = `tcp://127.0.0.1:${await freePort()}`;
+  const { submit: silent } = await publisherPorts(t, lab.cluster, silentNode);
   const fake = await fakePublisher(t, silentNode, lab.monitorNode, silent, () => undefined);
   const { feed } = await lab.startPublisher();
   const { monitor } = await lab.startMonitor({
@@ -189,7 +200,8 @@ test("a publisher that never answers does not hold up another one; its events wa
 test("every publisher gets every event; an entry leaves the outbox once the last one acknowledged it", async (t) => {
   t.timeout(30_000);
   const lab = await monitorLab(t);
-  const second = { node: await lab.cluster.node("pub2"), submit: `tcp://127.0.0.1:${await freePort()}` };
+  const pub2 = await lab.cluster.node("pub2");
+  const second = { node: pub2, submit: (await publisherPorts(t, lab.cluster, pub2)).submit };
   const one = await lab.startPublisher();
   const { monitor } = await lab.startMonitor({
     publishers: [
@@ -407,13 +419,17 @@ test("an entry held longer than half the window is signed again before it is sen
   t.timeout(30_000);
   const lab = await monitorLab(t);
   const window = { window: "2s" };
-  const { monitor, logs } = await lab.startMonitor({ banTime: "1h" }, window);
+  // The monitor's clock runs 10 s behind while it signs, then catches up: the entry has aged
+  // without the test waiting for it.
+  const clock = lagging(10_000);
+  const { monitor, logs } = await lab.startMonitor({ banTime: "1h" }, window, { now: clock.now });
   await lab.append(banLine("sshd", "198.51.100.1"));
   const [entry] = await queued(logs, 1);
   const original = monitor.outbox.nextFor(nameOf(lab.publisherNode))!;
   t.is(entry?.id, original.id);
-  // The condition is the entry's age: past the publisher's whole window, so unchanged bytes are refused.
-  await until(() => (Date.now() - original.time > 2_500 ? true : undefined), "the entry to be stale");
+  // Past the publisher's whole window (on its own, real clock), so unchanged bytes are refused.
+  t.true(Date.now() - original.time > 2_000);
+  clock.catchUp();
   const { feed } = await lab.startPublisher(window);
   const event = await feed.waitEvent("ban", "198.51.100.1");
   await drained(monitor);
@@ -428,12 +444,15 @@ test("an entry held longer than half the window is signed again before it is sen
 test("a stale refusal from a publisher with a shorter window: signed again, in its place in the queue", async (t) => {
   t.timeout(40_000);
   const lab = await monitorLab(t);
-  const { monitor, logs } = await lab.startMonitor({}, { window: "10m" });
+  // Signed a minute ago by the monitor's clock: older than the publisher's window, well inside ours.
+  const clock = lagging(60_000);
+  const { monitor, logs } = await lab.startMonitor({}, { window: "10m" }, { now: clock.now });
   await lab.append(banLine("sshd", "198.51.100.1"));
   const [ban] = await queued(logs, 1);
   const original = monitor.outbox.nextFor(nameOf(lab.publisherNode))!;
   t.is(ban?.id, original.id);
-  await until(() => (Date.now() - original.time > 5_500 ? true : undefined), "the ban to be stale");
+  t.true(Date.now() - original.time > 5_000);
+  clock.catchUp();
   // Queued behind the stale ban and still fresh: re-signing the ban must not move it past these,
   // or the publisher would end up with .1 banned although fail2ban lifted it.
   await lab.append(unbanLine("sshd", "198.51.100.1"), banLine("sshd", "198.51.100.2"));
@@ -469,9 +488,13 @@ test("a publisher that calls even freshly signed events stale (clock ahead) gets
 test("a queued ban whose expiry passed while no publisher answered is dropped, not sent", async (t) => {
   t.timeout(30_000);
   const lab = await monitorLab(t);
-  const { monitor, logs } = await lab.startMonitor({ banTime: "1s" }, { window: "2s" });
+  // A ban of 1 s signed 10 s ago by the monitor's clock: over before any publisher answered.
+  const clock = lagging(10_000);
+  const { monitor, logs } = await lab.startMonitor({ banTime: "1s" }, { window: "2s" }, { now: clock.now });
   await lab.append(banLine("sshd", "198.51.100.1"));
   await queued(logs, 1);
+  t.is(monitor.outbox.size(), 1);
+  clock.catchUp();
   await drained(monitor);
   const { feed } = await lab.startPublisher({ window: "2s" });
   await lab.append(banLine("sshd", "198.51.100.2"));
@@ -511,7 +534,7 @@ test("monitor.unbanHold: an unban waits in the interpreter for that long; 0s sen
   t.timeout(30_000);
   const held = await monitorLab(t);
   const first = await held.startPublisher();
-  const { monitor } = await held.startMonitor({ unbanHold: "1h" });
+  const { monitor } = await held.startMonitor({ unbanHold: "10m" });
   await held.append(banLine("sshd", "198.51.100.71"), unbanLine("sshd", "198.51.100.71"));
   await first.feed.waitEvent("ban", "198.51.100.71");
   const saved = await until(() => {
@@ -551,7 +574,7 @@ test("a publisher renamed in the config (another host name, same pinned key) kee
 
 test("two publishers pinning one key are refused at start: they would share one queue", async (t) => {
   const lab = await monitorLab(t);
-  const other = `tcp://127.0.0.1:${await freePort()}`;
+  const { submit: other } = await publisherPorts(t, lab.cluster, await lab.cluster.node("pub2"));
   const error = await t.throwsAsync(
     lab.startMonitor({
       publishers: [

@@ -2,7 +2,12 @@ import { appendFile } from "node:fs/promises";
 import path from "node:path";
 import type { ExecutionContext } from "ava";
 import type * as zmq from "zeromq";
-import { type MonitorSettings, type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
+import {
+  type MonitorOptions,
+  type MonitorSettings,
+  type RunningMonitor,
+  startMonitor,
+} from "../../src/monitor/daemon.js";
 import type { BanEvent } from "../../src/protocol/event.js";
 import { decodeFeed, TOPIC_UPDATE } from "../../src/protocol/feed.js";
 import { verifyEvent } from "../../src/protocol/signature.js";
@@ -11,7 +16,7 @@ import { createClientSocket } from "../../src/transport/sockets.js";
 import { waitFor } from "../harness/wait.js";
 import { ANY_PORT, type TestCluster, type TestNode, testCluster } from "../helpers/cluster.js";
 import { captureLogger, DEADLINE_MS, type LogLine } from "../helpers/logs.js";
-import { freePort } from "../helpers/ports.js";
+import { publisherPorts, stopPublisher } from "../helpers/publisher.js";
 
 export { captureLogger, DEADLINE_MS, type LogLine };
 
@@ -27,14 +32,6 @@ export function f2bLine(message: string, logger = "actions", level = "NOTICE", p
 
 export const banLine = (jail: string, ip: string) => f2bLine(`[${jail}] Ban ${ip}`);
 export const unbanLine = (jail: string, ip: string) => f2bLine(`[${jail}] Unban ${ip}`);
-
-/**
- * A port nothing listens on right now, for a publisher that starts after the monitor. Below Linux's
- * ephemeral range (32768+), so that the `tcp://127.0.0.1:*` binds of tests running meanwhile cannot
- * take it before the publisher binds it.
- */
-
-export { freePort };
 
 /**
  * What subscribers receive: a subscriber with its own authorized key on the publisher's feed, every
@@ -125,10 +122,11 @@ export interface MonitorLab {
     close(): Promise<void>;
   }>;
   monitorConfig(monitor?: Record<string, unknown>, events?: Record<string, unknown>): MonitorSettings;
-  /** The monitor in-process with `monitorConfig(...)`. Closed at teardown. */
+  /** The monitor in-process with `monitorConfig(...)` (and a clock, say). Closed at teardown. */
   startMonitor(
     monitor?: Record<string, unknown>,
     events?: Record<string, unknown>,
+    options?: MonitorOptions,
   ): Promise<{ monitor: RunningMonitor; logs: LogLine[] }>;
 }
 
@@ -148,7 +146,8 @@ export async function monitorLab(
   await cluster.authorize(subscriberNode, "subscriber");
   const logFile = options.logFile ?? path.join(cluster.dir, "fail2ban.log");
   if (!options.logFile) await appendFile(logFile, "");
-  const submit = `tcp://127.0.0.1:${await freePort()}`;
+  // Where pub1 listened at port 0 a moment ago: the monitor may start before it listens again.
+  const { submit } = await publisherPorts(t, cluster, publisherNode);
 
   const monitorConfig = (monitor: Record<string, unknown> = {}, events: Record<string, unknown> = {}) => {
     const config = cluster.config(monitorNode, {
@@ -182,7 +181,7 @@ export async function monitorLab(
       const feed = new FeedWatcher(publisher.endpoints.feed, other.node.identity.curvePublic, subscriberNode);
       let closing: Promise<void> | undefined;
       const close = () => {
-        closing ??= feed.close().then(() => publisher.close());
+        closing ??= feed.close().then(() => stopPublisher(publisher));
         return closing;
       };
       t.teardown(close);
@@ -190,9 +189,9 @@ export async function monitorLab(
       return { publisher, feed, logs: lines, close };
     },
     monitorConfig,
-    async startMonitor(monitor = {}, events = {}) {
+    async startMonitor(monitor = {}, events = {}, options = {}) {
       const { logger, lines } = captureLogger();
-      const running = await startMonitor(monitorConfig(monitor, events), logger);
+      const running = await startMonitor(monitorConfig(monitor, events), logger, options);
       t.teardown(() => running.close());
       return { monitor: running, logs: lines };
     },

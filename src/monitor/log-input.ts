@@ -1,0 +1,76 @@
+import { stat } from "node:fs/promises";
+import type { MonitorConfig } from "../config/schema.js";
+import type { Counters, Logger } from "../logging.js";
+import { JournalTailer } from "./journald.js";
+import type { Position } from "./outbox.js";
+import { type LogRecord, parseLogLine } from "./parse-line.js";
+import { LogTailer } from "./tailer.js";
+
+/** One entry of fail2ban's log, parsed (undefined: not one of fail2ban's lines), and where reading stands after it. */
+export interface LogEntry {
+  record: LogRecord | undefined;
+  position: Position;
+}
+
+/** fail2ban's log as parsed entries, from a file or the journal alike. `close()` ends the iteration. */
+export interface LogInput extends AsyncIterable<LogEntry> {
+  close(): void;
+}
+
+export interface LogInputOptions {
+  /** Where the last run stopped, if it read this source before. */
+  saved: Position | undefined;
+  signal: AbortSignal;
+  logger: Logger;
+  counters: Counters;
+}
+
+/** The input `monitor.source` names, resuming where the last run stopped. */
+export async function openLogInput(settings: MonitorConfig, o: LogInputOptions): Promise<LogInput> {
+  if (settings.source === "file") {
+    const tailer = new LogTailer({
+      file: settings.log,
+      start: filePosition(o.saved) ?? (await currentEnd(settings.log)),
+      pollIntervalMs: settings.pollInterval,
+      signal: o.signal,
+      logger: o.logger.child({ component: "tailer" }),
+      counters: o.counters,
+    });
+    return entries(tailer, ({ line, position }) => ({ record: parseLogLine(line), position }));
+  }
+  const journal = new JournalTailer({
+    unit: settings.journalUnit,
+    ...(o.saved && "cursor" in o.saved ? { cursor: o.saved.cursor } : {}),
+    signal: o.signal,
+    logger: o.logger.child({ component: "journal" }),
+    counters: o.counters,
+  });
+  return entries(journal, ({ record, cursor }) => ({ record, position: { cursor } }));
+}
+
+function entries<T>(source: AsyncIterable<T> & { close(): void }, parse: (item: T) => LogEntry): LogInput {
+  return {
+    close: () => source.close(),
+    async *[Symbol.asyncIterator]() {
+      for await (const item of source) yield parse(item);
+    },
+  };
+}
+
+/**
+ * The first run starts at the end of the log as it is now, fixed before the monitor reports that it
+ * reads: a line written after that report is never skipped. A log that does not exist yet is read
+ * from its start once it appears.
+ */
+async function currentEnd(file: string): Promise<{ inode: number; offset: number } | "end"> {
+  try {
+    const st = await stat(file);
+    return { inode: st.ino, offset: st.size };
+  } catch {
+    return "end";
+  }
+}
+
+function filePosition(position: Position | undefined): { inode: number; offset: number } | undefined {
+  return position && "inode" in position ? position : undefined;
+}
