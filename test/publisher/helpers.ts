@@ -16,60 +16,19 @@ import {
   type SnapshotEntry,
 } from "../../src/protocol/snapshot.js";
 import { decodeSubmitReply, type SubmitReply } from "../../src/protocol/submit.js";
-import { type RunningPublisher, startPublisher } from "../../src/publisher/daemon.js";
+import type { RunningPublisher } from "../../src/publisher/daemon.js";
 import { type RunningSubscriber, startSubscriber } from "../../src/subscriber/daemon.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
-import { ANY_PORT, type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
+import { type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
 import { captureLogger } from "../helpers/logs.js";
+import type { TestPublisher } from "../helpers/publisher.js";
 import { EventLog, Recorder } from "../transport/helpers.js";
 
 /** Generous: two shared cores, other suites running. Waits end as soon as the condition holds. */
 export const DEADLINE_MS = 15_000;
 export const FAST_RECONNECT = { reconnectInterval: 100, reconnectMaxInterval: 500 };
 
-export interface TestPublisher {
-  node: TestNode;
-  running: RunningPublisher;
-  /**
-   * Starts it again on the same state directory (after `running.close()`), on fresh ports: libzmq
-   * releases a closed listener asynchronously, so the old port may still be taken for a moment.
-   */
-  restart(): Promise<RunningPublisher>;
-}
-
-/** A publisher on loopback with ephemeral ports, its keys in the cluster's key directory. */
-export async function startTestPublisher(
-  t: ExecutionContext,
-  cluster: TestCluster,
-  options: { name?: string; publisher?: Record<string, unknown> } = {},
-): Promise<TestPublisher> {
-  const node = await cluster.node(options.name ?? "pub");
-  const sections = {
-    publisher: {
-      submit: ANY_PORT,
-      feed: ANY_PORT,
-      snapshot: ANY_PORT,
-      keys: cluster.keysDir,
-      ...options.publisher,
-    },
-  };
-  const start = async () => {
-    const config = cluster.config(node, sections);
-    const running = await startPublisher(config as Parameters<typeof startPublisher>[0], testLogger());
-    t.teardown(() => running.close());
-    return running;
-  };
-  const running = await start();
-  const handle: TestPublisher = {
-    node,
-    running,
-    restart: async () => {
-      handle.running = await start();
-      return handle.running;
-    },
-  };
-  return handle;
-}
+export { startTestPublisher, type TestPublisher } from "../helpers/publisher.js";
 
 /** What a client needs of a publisher: its CURVE key and endpoints (in-process or the CLI's). */
 export interface Reachable {

@@ -4,11 +4,11 @@ import test from "ava";
 import { roleDir } from "../../src/keys/store.js";
 import { waitFor } from "../harness/wait.js";
 import { testCluster } from "../helpers/cluster.js";
+import { publisherPorts } from "../helpers/publisher.js";
 import { tempDir } from "../helpers/temp-dir.js";
 import {
   captureLogger,
   DEADLINE_MS,
-  freePort,
   type LogLine,
   sign,
   startTestPublisher,
@@ -29,8 +29,8 @@ test("the same event through two publishers is applied once", async (t) => {
   await cluster.authorize(web1, "monitor");
   await cluster.authorize(sub, "subscriber");
   const [pub1, pub2] = await Promise.all([
-    startTestPublisher(t, cluster, "pub1"),
-    startTestPublisher(t, cluster, "pub2"),
+    startTestPublisher(t, cluster, { name: "pub1" }),
+    startTestPublisher(t, cluster, { name: "pub2" }),
   ]);
   const { logger, lines } = captureLogger();
   const running = await startTestSubscriber(
@@ -62,10 +62,8 @@ test("a subscriber started later gets every active ban from a snapshot of severa
   const [web1, sub] = await Promise.all([cluster.node("web1"), cluster.node("sub")]);
   await cluster.authorize(web1, "monitor");
   await cluster.authorize(sub, "subscriber");
-  const pub = await startTestPublisher(t, cluster, "pub", {
-    perOriginRate: 10_000,
-    perOriginBurst: 10_000,
-    globalRate: 10_000,
+  const pub = await startTestPublisher(t, cluster, {
+    publisher: { perOriginRate: 10_000, perOriginBurst: 10_000, globalRate: 10_000 },
   });
   // 450 bans: three chunks of at most 200 entries, each larger than a default 64 KiB frame.
   const bans = [];
@@ -113,7 +111,10 @@ test("a publisher that refuses our key is named in the log, and we get in once t
   await waitCounter(running.counters, "snapshot.loaded", 1, 30_000);
   await submit(pub, web1, [await sign(web1.identity, { seq: 1, ip: "198.51.100.20" })]);
   await waitLine(lines, (l) => applied([l], "ban", "198.51.100.20").length === 1, "the ban");
-  t.pass();
+  t.deepEqual(
+    running.store.applied().map((b) => b.ip),
+    ["198.51.100.20"],
+  );
 });
 
 test("a publisher whose key does not match the pinned one is named in the log", async (t) => {
@@ -141,9 +142,8 @@ test("a publisher that is not there is named in the log", async (t) => {
   const cluster = await testCluster(t);
   const [pubNode, sub] = await Promise.all([cluster.node("pub"), cluster.node("sub")]);
   const { logger, lines } = captureLogger();
-  // A port that was free a moment ago: nothing listens there.
-  const port = await freePort();
-  const endpoint = `tcp://127.0.0.1:${port}`;
+  // Where this publisher listened a moment ago: nothing listens there now.
+  const endpoint = (await publisherPorts(t, cluster, pubNode)).feed;
   await startTestSubscriber(
     t,
     cluster,
@@ -298,10 +298,10 @@ test("configured peers, wide ranges included, are never banned", async (t) => {
 test("a malformed peer is a configuration error, not a silent gap in the never-ban list", async (t) => {
   const cluster = await testCluster(t);
   const [pubNode, sub] = await Promise.all([cluster.node("pub"), cluster.node("sub")]);
-  const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+  const { feed, snapshot } = await publisherPorts(t, cluster, pubNode);
   const error = await t.throwsAsync(
     startTestSubscriber(t, cluster, sub, {
-      publishers: [{ feed: endpoint, snapshot: endpoint, key: pubNode.publicKey }],
+      publishers: [{ feed, snapshot, key: pubNode.publicKey }],
       action: { type: "log" },
       peers: ["192.0.2.0/33"],
     }),
@@ -323,10 +323,10 @@ test("a fail2ban action refuses to start while fail2ban does not answer (its ign
     "#!/bin/sh\necho 'ERROR   Failed to access socket path: /run/fail2ban/fail2ban.sock. Is fail2ban running?' >&2\nexit 255\n",
     { mode: 0o755 },
   );
-  const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+  const { feed, snapshot } = await publisherPorts(t, cluster, pubNode);
   const error = await t.throwsAsync(
     startTestSubscriber(t, cluster, sub, {
-      publishers: [{ feed: endpoint, snapshot: endpoint, key: pubNode.publicKey }],
+      publishers: [{ feed, snapshot, key: pubNode.publicKey }],
       action: { type: "fail2ban", jail: "f2bz", client },
     }),
   );

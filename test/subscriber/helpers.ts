@@ -5,7 +5,6 @@ import { type MonitorSettings, type RunningMonitor, startMonitor } from "../../s
 import { encodeEventFrames } from "../../src/protocol/frames.js";
 import { type EventFields, type SignedEvent, signEvent } from "../../src/protocol/signature.js";
 import { decodeSubmitReply, type SubmitReply } from "../../src/protocol/submit.js";
-import { type PublisherSettings, type RunningPublisher, startPublisher } from "../../src/publisher/daemon.js";
 import {
   type RunningSubscriber,
   type SubscriberSettings,
@@ -13,8 +12,9 @@ import {
 } from "../../src/subscriber/daemon.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { waitFor } from "../harness/wait.js";
-import { ANY_PORT, type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
+import { type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
 import { captureLogger, DEADLINE_MS, type LogLine } from "../helpers/logs.js";
+import type { TestPublisher } from "../helpers/publisher.js";
 
 export { captureLogger, DEADLINE_MS, type LogLine };
 
@@ -42,42 +42,7 @@ export function waitCounter(
   );
 }
 
-/** The subscriber's view of one publisher: what goes under subscriber.publishers. */
-export interface PublisherEntry {
-  feed: string;
-  snapshot: string;
-  key: string;
-}
-
-export interface TestPublisher {
-  node: TestNode;
-  running: RunningPublisher;
-  entry: PublisherEntry;
-  /** What goes under monitor.publishers. */
-  monitorEntry: { submit: string; key: string };
-}
-
-/** A publisher on loopback ephemeral ports, keys from the cluster's key directory; closed at teardown. */
-export async function startTestPublisher(
-  t: ExecutionContext,
-  cluster: TestCluster,
-  name = "pub",
-  extra: Record<string, unknown> = {},
-): Promise<TestPublisher> {
-  const node = await cluster.node(name);
-  const config = cluster.config(node, {
-    publisher: { submit: ANY_PORT, feed: ANY_PORT, snapshot: ANY_PORT, keys: cluster.keysDir, ...extra },
-  });
-  const running = await startPublisher(config as PublisherSettings, testLogger());
-  t.teardown(() => running.close());
-  const { feed, snapshot, submit } = running.endpoints;
-  return {
-    node,
-    running,
-    entry: { feed, snapshot, key: node.publicKey },
-    monitorEntry: { submit, key: node.publicKey },
-  };
-}
+export { startTestPublisher, type TestPublisher } from "../helpers/publisher.js";
 
 export async function startTestSubscriber(
   t: ExecutionContext,
@@ -151,5 +116,3 @@ export async function submit(
     socket.close();
   }
 }
-
-export { freePort } from "../helpers/ports.js";
