@@ -2,11 +2,14 @@ import path from "node:path";
 import type * as zmq from "zeromq";
 import type { Config, PublisherConfig } from "../config/schema.js";
 import { loadSecretIdentity } from "../keys/files.js";
-import { type Logger, RateLimitedLog } from "../logging.js";
+import { LimitedLog, type Logger, RateLimitedLog } from "../logging.js";
 import type { LabelsOf } from "../metrics/catalogue.js";
 import { Metrics } from "../metrics/registry.js";
 import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
 import { encodeExpire, encodeHeartbeat, encodeUpdate, TOPIC_UPDATE } from "../protocol/feed.js";
+import { encodeNack } from "../protocol/submit.js";
+import { PUBLISHER_STATE_FILE } from "../state/files.js";
+import { ResourceStack } from "../toolkit/resource-stack.js";
 import { AccessControl } from "../transport/access.js";
 import { BoundEndpoint } from "../transport/endpoint.js";
 import {
@@ -23,7 +26,6 @@ import { OriginLimiter } from "./rate-limit.js";
 import { SnapshotReader } from "./snapshot-reader.js";
 import { type Send, SnapshotServer, serialSender } from "./snapshot-server.js";
 import { type Expiry, PublisherStore } from "./store.js";
-import { PUBLISHER_STATE_FILE } from "../state/files.js";
 
 export type PublisherSettings = Config & { publisher: PublisherConfig };
 
@@ -62,11 +64,8 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
   const context = createTransportContext();
   // Closed in reverse order of opening: timers, endpoints (which ends the loops), then the loops
   // are awaited, then the ZAP handler, the key watcher and the store.
-  const resources: { close(): unknown }[] = [store];
-  const closeAll = async () => {
-    for (const r of resources.reverse()) await r.close();
-    resources.length = 0;
-  };
+  const resources = new ResourceStack();
+  resources.use(store);
   // Threat: an endpoint that lost its port (another process took it during a rebind) would leave
   // the publisher running without it, unnoticed by the service manager.
   let fail!: (error: unknown) => void;
@@ -97,7 +96,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
         for (const endpoint of endpoints[domain] ?? []) void rebind(endpoint, domain);
       },
     });
-    resources.push(access);
+    resources.use(access);
     const zap = await ZapHandler.start({
       context,
       registry: access,
@@ -105,7 +104,14 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       metrics,
       onUnknown: access.recordUnknown,
     });
-    resources.push(zap);
+    resources.use(zap);
+    // After the endpoints close (which ends the loops): the snapshot streams, then the loops.
+    let snapshots: SnapshotServer | undefined;
+    let loops: Promise<void>[] = [];
+    resources.defer(async () => {
+      await snapshots?.close();
+      await Promise.allSettled(loops);
+    });
 
     const curve = { curvePublic: identity.curvePublic, curveSecret: identity.curveSecret };
     const submit = await BoundEndpoint.open(
@@ -113,7 +119,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       settings.submit,
       bindOptions,
     );
-    resources.push(submit);
+    resources.use(submit);
     const feed = await BoundEndpoint.open(
       () => {
         const socket = createServerSocket("xpublisher", {
@@ -135,29 +141,23 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       settings.feed,
       bindOptions,
     );
-    resources.push(feed);
+    resources.use(feed);
     const snapshot = await BoundEndpoint.open(
       () => createServerSocket("router", { context, identity: curve, domain: "feed" }),
       settings.snapshot,
       bindOptions,
     );
-    resources.push(snapshot);
+    resources.use(snapshot);
     endpoints.submit = [submit];
     endpoints.feed = [feed, snapshot];
 
     // PUB never blocks: a slow subscriber loses messages at its high-water mark (and repairs the
     // gap from a snapshot) instead of delaying the others. A failed send (the endpoint closing or
     // being re-bound) is a gap too: never an exception in a timer or after an event was stored.
-    const failLog = new RateLimitedLog(60_000, 3);
+    const failLog = new LimitedLog(log, new RateLimitedLog(60_000, 3));
     const failed = (what: Task, error: unknown) => {
       metrics.inc("task_failures_total", { task: what });
-      const suppressed = failLog.allow(what);
-      if (suppressed !== undefined) {
-        log.error(
-          { err: error instanceof Error ? error.message : String(error), suppressed },
-          `${what} failed`,
-        );
-      }
+      failLog.error(what, { err: error instanceof Error ? error.message : String(error) }, `${what} failed`);
     };
     const publish = (frames: Buffer[]) => {
       try {
@@ -190,17 +190,16 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
     });
 
     const stateFile = path.join(config.node.stateDir, PUBLISHER_STATE_FILE);
-    const snapshots = new SnapshotServer({
+    snapshots = new SnapshotServer({
       open: (now) => new SnapshotReader(stateFile, now),
       metrics,
       logger: log,
     });
-    const loops = [
+    loops = [
       serveSubmit(submit, intake, log, metrics),
       serveSnapshots(snapshot, snapshots, log, metrics),
       serveSubscriptions(feed, log, metrics),
     ];
-    resources.splice(resources.indexOf(submit), 0, { close: () => Promise.allSettled(loops) }, snapshots);
 
     const announceExpiry = (expiry: Expiry) =>
       publish(encodeExpire({ jail: expiry.jail, ip: expiry.ip, id: expiry.id }, expiry.publisherSeq));
@@ -223,25 +222,21 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       every(HEARTBEAT_MS, "heartbeat", () => publish(encodeHeartbeat(store.publisherSeq))),
       every(60_000, "prune-seen", () => store.pruneSeen(Date.now() - 2 * config.events.window)),
     ];
-    resources.push({ close: () => timers.forEach(clearInterval) });
+    resources.defer(() => timers.forEach(clearInterval));
 
     log.info(
       { submit: submit.address, feed: feed.address, snapshot: snapshot.address, active: store.activeCount() },
       "listening",
     );
-    let closing: Promise<void> | undefined;
     return {
       endpoints: { submit: submit.address, feed: feed.address, snapshot: snapshot.address },
       metrics,
       store,
       fatal,
-      close: () => {
-        closing ??= closeAll();
-        return closing;
-      },
+      close: () => resources.close(),
     };
   } catch (error) {
-    await closeAll();
+    await resources.close();
     throw error;
   }
 }
@@ -258,7 +253,7 @@ async function serveSubmit(
         const reply = await intake.handle(frames).catch((error: Error) => {
           metrics.inc("submissions_failed_total");
           log.error({ err: error.message }, "intake failed");
-          return [Buffer.from("f2bz/1/nack"), Buffer.alloc(0), Buffer.from("busy")];
+          return encodeNack("", "busy");
         });
         await socket.send(reply);
       }
@@ -289,7 +284,7 @@ async function serveSubscriptions(
   log: Logger,
   metrics: Metrics,
 ): Promise<void> {
-  const gate = { topic: TOPIC_UPDATE, metrics, logger: log, dropLog: new RateLimitedLog() };
+  const gate = { topic: TOPIC_UPDATE, metrics, dropLog: new LimitedLog(log.child({ component: "feed" })) };
   for await (const socket of endpoint.sockets()) {
     try {
       await gateSubscriptions(socket, gate);

@@ -1,5 +1,5 @@
 import type { Logger } from "../logging.js";
-import { RateLimitedLog, untrusted } from "../logging.js";
+import { LimitedLog, RateLimitedLog, untrusted } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import type { NeverBanList } from "../policy/never-ban.js";
 import { decodeEventFrames } from "../protocol/frames.js";
@@ -40,11 +40,13 @@ export interface IntakeOptions {
  */
 export class Intake {
   private readonly now: () => number;
-  private readonly dropLog = new RateLimitedLog(10_000, 3);
-  private readonly limitLog = new RateLimitedLog(60_000, 1);
+  private readonly dropLog: LimitedLog;
+  private readonly limitLog: LimitedLog;
 
   constructor(private readonly options: IntakeOptions) {
     this.now = options.now ?? Date.now;
+    this.dropLog = new LimitedLog(options.logger, new RateLimitedLog(10_000, 3));
+    this.limitLog = new LimitedLog(options.logger, new RateLimitedLog(60_000, 1));
   }
 
   /** Never rejects: an internal failure (the state file, say) is a `busy` nack the monitor retries. */
@@ -58,11 +60,8 @@ export class Intake {
       return await this.decide(message.payload, message.signature, peeked.envelope);
     } catch (error) {
       this.options.metrics.inc("submissions_failed_total");
-      const suppressed = this.dropLog.allow("internal-error");
-      if (suppressed !== undefined) {
-        const err = error instanceof Error ? error.message : String(error);
-        this.options.logger.error({ err, suppressed }, "intake failed");
-      }
+      const err = error instanceof Error ? error.message : String(error);
+      this.dropLog.error("internal-error", { err }, "intake failed");
       return this.reject(peeked.envelope.id, "busy");
     }
   }
@@ -97,13 +96,11 @@ export class Intake {
       maxActivePerOrigin: o.maxActivePerOrigin,
     });
     if (outcome.type === "over-limit") {
-      const suppressed = this.limitLog.allow(event.origin);
-      if (suppressed !== undefined) {
-        o.logger.warn(
-          { origin: event.name, node: event.origin, active: outcome.active, suppressed },
-          "origin reached publisher.maxActivePerOrigin: its new bans are refused",
-        );
-      }
+      this.limitLog.warn(
+        event.origin,
+        { origin: event.name, node: event.origin, active: outcome.active },
+        "origin reached publisher.maxActivePerOrigin: its new bans are refused",
+      );
       return this.reject(id, "origin-limit");
     }
     o.metrics.inc("submissions_accepted_total", { outcome: outcome.type });
@@ -128,10 +125,7 @@ export class Intake {
 
   private reject(id: string, reason: RejectReason): Buffer[] {
     this.options.metrics.inc("events_dropped_total", { reason });
-    const suppressed = this.dropLog.allow(reason);
-    if (suppressed !== undefined) {
-      this.options.logger.warn({ reason, id: untrusted(id, 60), suppressed }, "submitted event rejected");
-    }
+    this.dropLog.warn(reason, () => ({ reason, id: untrusted(id, 60) }), "submitted event rejected");
     return encodeNack(id, reason);
   }
 }

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import { readPurgeMarkers } from "../keys/purge-marker.js";
 import type { Logger } from "../logging.js";
-import { RateLimitedLog } from "../logging.js";
+import { LimitedLog, RateLimitedLog } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import type { Expiry, PublisherStore } from "./store.js";
 
@@ -24,9 +24,11 @@ export interface PurgeOptions {
  */
 export class RevokedPurger {
   private running: Promise<void> | undefined;
-  private readonly problemLog = new RateLimitedLog(600_000, 1);
+  private readonly problemLog: LimitedLog;
 
-  constructor(private readonly o: PurgeOptions) {}
+  constructor(private readonly o: PurgeOptions) {
+    this.problemLog = new LimitedLog(o.logger, new RateLimitedLog(600_000, 1));
+  }
 
   /** One pass over the markers; a pass already running is not started twice. */
   run(): Promise<void> {
@@ -53,7 +55,6 @@ export class RevokedPurger {
   }
 
   private problem(file: string, message: string): void {
-    const suppressed = this.problemLog.allow(`${file} ${message}`);
-    if (suppressed !== undefined) this.o.logger.warn({ file, suppressed }, message);
+    this.problemLog.warn(`${file} ${message}`, { file }, message);
   }
 }

@@ -1,5 +1,5 @@
 import { setImmediate as yieldToLoop } from "node:timers/promises";
-import { type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { LimitedLog, type Logger, untrusted } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import {
   decodeSnapshotRequest,
@@ -10,6 +10,8 @@ import {
   SNAPSHOT_WINDOW,
   type SnapshotEntry,
 } from "../protocol/snapshot.js";
+import { SerialQueue } from "../toolkit/serial-queue.js";
+import { WakeUp } from "../toolkit/wake-up.js";
 import { PeerBuckets, TokenBucket } from "./rate-limit.js";
 
 /** A consistent view of the active set, read page by page (SnapshotReader). */
@@ -41,7 +43,8 @@ type Refusal = "in-flight" | "peer-rate" | "streams" | "global-rate";
 
 interface Stream {
   credit: number;
-  wake: ((credited: boolean) => void) | undefined;
+  /** Woken by each credit the peer sends. */
+  credited: WakeUp;
 }
 
 /**
@@ -60,12 +63,13 @@ export class SnapshotServer {
   private readonly running = new Set<Promise<void>>();
   private readonly perPeer: PeerBuckets;
   private readonly global: TokenBucket;
-  private readonly dropLog = new RateLimitedLog();
+  private readonly dropLog: LimitedLog;
   private readonly log: Logger;
-  private closed = false;
+  private readonly stopped = new AbortController();
 
   constructor(private readonly o: SnapshotServerOptions) {
     this.log = o.logger.child({ component: "snapshots" });
+    this.dropLog = new LimitedLog(this.log);
     // A subscriber asks on start and after a gap: a few per peer in a burst, then one a second.
     this.perPeer = new PeerBuckets({ rate: 1, burst: 3, maxPeers: 4096 }, o.now);
     this.global = new TokenBucket(20, 40, o.now);
@@ -79,12 +83,10 @@ export class SnapshotServer {
   /** One message from the ROUTER (routing id, then the frames); never waits for a stream. */
   handle(routingId: Uint8Array | undefined, frames: readonly Uint8Array[], send: Send): void {
     const request = decodeSnapshotRequest(frames);
-    if (!request.ok || routingId === undefined || this.closed) {
+    if (!request.ok || routingId === undefined || this.stopped.signal.aborted) {
       const reason = request.ok ? "frames" : request.reason;
       this.o.metrics.inc("snapshot_requests_dropped_total", { reason });
-      if (this.dropLog.allow(reason) !== undefined) {
-        this.log.warn({ reason: untrusted(reason) }, "snapshot request dropped");
-      }
+      this.dropLog.warn(reason, { reason: untrusted(reason) }, "snapshot request dropped");
       return;
     }
     const id = Buffer.from(routingId);
@@ -95,7 +97,7 @@ export class SnapshotServer {
       if (!stream) return;
       // Capped: credit piled up in advance would let a peer make us queue the whole set again.
       stream.credit = Math.min(SNAPSHOT_WINDOW, stream.credit + 1);
-      stream.wake?.(true);
+      stream.credited.wake();
       return;
     }
     const refused = this.admit(peer);
@@ -107,7 +109,7 @@ export class SnapshotServer {
       });
       return;
     }
-    const stream: Stream = { credit: SNAPSHOT_WINDOW, wake: undefined };
+    const stream: Stream = { credit: SNAPSHOT_WINDOW, credited: new WakeUp() };
     this.streams.set(peer, stream);
     const run = this.stream(stream, id, send).finally(() => {
       this.streams.delete(peer);
@@ -118,8 +120,7 @@ export class SnapshotServer {
 
   /** Ends every stream (a stream waiting for credit ends at once) and waits for them; idempotent. */
   async close(): Promise<void> {
-    this.closed = true;
-    for (const stream of this.streams.values()) stream.wake?.(false);
+    this.stopped.abort();
     await Promise.allSettled([...this.running]);
   }
 
@@ -138,8 +139,8 @@ export class SnapshotServer {
       source = this.o.open(Date.now());
       let count = 0;
       while (!source.exhausted) {
-        if (stream.credit === 0 && !(await this.credited(stream))) {
-          if (!this.closed) this.o.metrics.inc("snapshots_total", { result: "abandoned" });
+        if (!(await this.credited(stream))) {
+          if (!this.stopped.signal.aborted) this.o.metrics.inc("snapshots_total", { result: "abandoned" });
           return;
         }
         const page = source.page(MAX_CHUNK_ENTRIES);
@@ -149,30 +150,29 @@ export class SnapshotServer {
         await send([Buffer.from(id), ...encodeChunk(page)]);
         // The next page waits for the next turn of the loop: everything else queued runs first.
         await yieldToLoop();
-        if (this.closed) return;
+        if (this.stopped.signal.aborted) return;
       }
       await send([Buffer.from(id), ...encodeEnd(source.seq, count)]);
       this.o.metrics.inc("snapshots_total", { result: "served" });
       this.log.debug({ bans: count, seq: source.seq }, "snapshot served");
     } catch (error) {
       this.o.metrics.inc("snapshots_total", { result: "failed" });
-      if (!this.closed) this.log.error({ err: (error as Error).message }, "snapshot stream failed");
+      if (!this.stopped.signal.aborted)
+        this.log.error({ err: (error as Error).message }, "snapshot stream failed");
     } finally {
       source?.close();
     }
   }
 
-  /** Resolves true at the peer's next credit, false after `idleMs` without one or on close. */
-  private credited(stream: Stream): Promise<boolean> {
-    if (this.closed) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => stream.wake?.(false), this.o.idleMs ?? 30_000);
-      stream.wake = (credited) => {
-        clearTimeout(timer);
-        stream.wake = undefined;
-        resolve(credited);
-      };
-    });
+  /**
+   * True once the stream has credit, waiting for the peer's next one if it has none; false after
+   * `idleMs` without one, or on close. A wake left from a credit already counted is waited past.
+   */
+  private async credited(stream: Stream): Promise<boolean> {
+    while (stream.credit === 0) {
+      if (!(await stream.credited.wait(this.o.idleMs ?? 30_000, this.stopped.signal))) return false;
+    }
+    return !this.stopped.signal.aborted;
   }
 }
 
@@ -182,10 +182,6 @@ export class SnapshotServer {
  * never blocks, so the chain never waits on a slow peer.
  */
 export function serialSender(socket: { send(frames: Buffer[]): Promise<void> }): Send {
-  let tail: Promise<void> = Promise.resolve();
-  return (frames) => {
-    const sent = tail.then(() => socket.send(frames));
-    tail = sent.catch(() => undefined);
-    return sent;
-  };
+  const sends = new SerialQueue();
+  return (frames) => sends.run(() => socket.send(frames));
 }

@@ -1,5 +1,5 @@
 import type * as zmq from "zeromq";
-import type { Logger, RateLimitedLog } from "../logging.js";
+import type { LimitedLog } from "../logging.js";
 import { untrusted } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 
@@ -40,9 +40,8 @@ export interface SubscriptionGateOptions {
   /** The one prefix peers may subscribe to. */
   topic: string;
   metrics: Metrics;
-  logger: Logger;
-  /** Shared across sockets of an endpoint so a re-bind does not reset the limit. */
-  dropLog: RateLimitedLog;
+  /** Warnings of dropped subscriptions; shared across sockets of an endpoint so a re-bind does not reset the limit. */
+  dropLog: LimitedLog;
 }
 
 /**
@@ -54,7 +53,6 @@ export async function gateSubscriptions(
   options: SubscriptionGateOptions,
 ): Promise<void> {
   const topic = Buffer.from(options.topic, "latin1");
-  const log = options.logger.child({ component: "feed" });
   // Reached through a cast: the methods are protected in zeromq.js's typings, not in libzmq.
   const setOption = (socket as unknown as { setStringOption(option: number, value: Buffer): void })
     .setStringOption;
@@ -66,13 +64,13 @@ export async function gateSubscriptions(
       continue;
     }
     options.metrics.inc("feed_subscriptions_dropped_total", { reason: verdict });
-    const suppressed = options.dropLog.allow(verdict);
-    if (suppressed !== undefined) {
-      const body = frames[0]?.subarray(1) ?? Buffer.alloc(0);
-      log.warn(
-        { reason: verdict, bytes: body.length, prefix: untrusted(body.subarray(0, 32), 32), suppressed },
-        "subscription dropped",
-      );
-    }
+    options.dropLog.warn(
+      verdict,
+      () => {
+        const body = frames[0]?.subarray(1) ?? Buffer.alloc(0);
+        return { reason: verdict, bytes: body.length, prefix: untrusted(body.subarray(0, 32), 32) };
+      },
+      "subscription dropped",
+    );
   }
 }
