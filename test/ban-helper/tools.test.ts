@@ -6,43 +6,13 @@ import { promisify } from "node:util";
 import anyTest from "ava";
 import { loadConfig } from "../../src/config/load.js";
 import { ensureFail2ban, fail2banBinaries, startFail2ban } from "../harness/fail2ban.js";
+import { loadUnit, value, values } from "../helpers/systemd-unit.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const systemd = path.join(root, "tools/systemd");
 const f2bTest = ensureFail2ban(anyTest);
-
-type Unit = Map<string, [string, string][]>;
-
-/** systemd's ini dialect, enough for a lint: sections of key=value lines, comments dropped. */
-function parseUnit(text: string): Unit {
-  const unit: Unit = new Map();
-  let section: [string, string][] | undefined;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      section = [];
-      unit.set(header[1]!, section);
-      continue;
-    }
-    const eq = line.indexOf("=");
-    if (!section || eq === -1) throw new Error(`not a unit line: ${line}`);
-    section.push([line.slice(0, eq), line.slice(eq + 1)]);
-  }
-  return unit;
-}
-
-const values = (unit: Unit, section: string, key: string) =>
-  (unit.get(section) ?? []).filter(([k]) => k === key).map(([, v]) => v);
-const value = (unit: Unit, section: string, key: string) => values(unit, section, key).at(-1);
-
-async function loadUnit(name: string): Promise<{ text: string; unit: Unit }> {
-  const text = await fs.readFile(path.join(systemd, name), "utf8");
-  return { text, unit: parseUnit(text) };
-}
 
 anyTest("every service unit is hardened, and none sets MemoryDenyWriteExecute (V8 needs W+X)", async (t) => {
   const names = (await fs.readdir(systemd)).filter((n) => n.endsWith(".service")).sort();

@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import anyTest, { type ExecutionContext } from "ava";
 import { runCli } from "../helpers/cli.js";
 import { testWhen } from "../helpers/skip.js";
+import { loadUnit, values } from "../helpers/systemd-unit.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 const run = promisify(execFile);
@@ -21,31 +22,9 @@ const verifyTest = testWhen(
   "systemd-analyze not found: 'systemd-analyze verify' of tools/systemd (apt-get install -y systemd)",
 );
 
-type Unit = Map<string, [string, string][]>;
-
-/** systemd's ini dialect, enough for these checks: sections of key=value lines, comments dropped. */
-function parseUnit(text: string): Unit {
-  const unit: Unit = new Map();
-  let section: [string, string][] | undefined;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      section = [];
-      unit.set(header[1]!, section);
-      continue;
-    }
-    const eq = line.indexOf("=");
-    if (!section || eq === -1) throw new Error(`not a unit line: ${line}`);
-    section.push([line.slice(0, eq), line.slice(eq + 1)]);
-  }
-  return unit;
-}
-
 async function service(name: string): Promise<(key: string) => string[]> {
-  const unit = parseUnit(await fs.readFile(path.join(systemd, `f2bz-${name}.service`), "utf8"));
-  return (key) => (unit.get("Service") ?? []).filter(([k]) => k === key).map(([, v]) => v);
+  const { unit } = await loadUnit(`f2bz-${name}.service`);
+  return (key) => values(unit, "Service", key);
 }
 
 verifyTest("systemd-analyze verify accepts every unit without a warning", async (t) => {
