@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { type Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { type Counters, type Logger, untrusted } from "../logging.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
+import { sleep } from "../toolkit/wake-up.js";
 import { type LogRecord, parseLogLine, parseMessage } from "./parse-line.js";
 
 /** One journal entry of the fail2ban unit. */
@@ -94,16 +96,14 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
   private readonly command: string;
   private readonly commandArgs: readonly string[];
   private readonly restartMs: number;
-  private readonly logger: Logger;
   private readonly counters: Counters | undefined;
   private readonly signal: AbortSignal | undefined;
-  private readonly limiter = new RateLimitedLog(60_000, 5);
+  private readonly warnings: LimitedLog;
   private readonly onAbort = (): void => this.close();
+  /** Aborted by close(): ends the wait before a restart, and the loop. */
+  private readonly stop = new AbortController();
   private cursor: string | undefined;
   private child: ChildProcess | undefined;
-  private closed = false;
-  private sleepTimer: NodeJS.Timeout | undefined;
-  private wake: (() => void) | undefined;
   private iterator: AsyncGenerator<JournalLine> | undefined;
 
   constructor(options: JournalTailerOptions) {
@@ -112,10 +112,10 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
     this.command = options.command ?? "journalctl";
     this.commandArgs = options.commandArgs ?? [];
     this.restartMs = Math.max(10, options.restartDelayMs ?? 1000);
-    this.logger = options.logger;
+    this.warnings = new LimitedLog(options.logger, new RateLimitedLog(60_000, 5));
     this.counters = options.counters;
     this.signal = options.signal;
-    if (this.signal?.aborted) this.closed = true;
+    if (this.signal?.aborted) this.stop.abort();
     else this.signal?.addEventListener("abort", this.onAbort, { once: true });
   }
 
@@ -124,14 +124,14 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
     return this.iterator;
   }
 
+  private get closed(): boolean {
+    return this.stop.signal.aborted;
+  }
+
   close(): void {
-    if (this.closed && this.child === undefined && this.sleepTimer === undefined) return;
-    this.closed = true;
+    this.stop.abort();
     this.signal?.removeEventListener("abort", this.onAbort);
     this.child?.kill("SIGTERM");
-    if (this.sleepTimer !== undefined) clearTimeout(this.sleepTimer);
-    this.sleepTimer = undefined;
-    this.wake?.();
   }
 
   private async *run(): AsyncGenerator<JournalLine> {
@@ -175,21 +175,11 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
         delay = entries > 0 ? this.restartMs : Math.min(delay * 2, MAX_RESTART_DELAY_MS);
         this.counters?.inc("monitor.journal.restarts");
         this.warn("exit", "journalctl stopped; restarting it", { how, inMs: delay, command: this.command });
-        await this.sleep(delay);
+        await sleep(delay, this.stop.signal);
       }
     } finally {
       this.close();
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.wake = resolve;
-      this.sleepTimer = setTimeout(() => {
-        this.sleepTimer = undefined;
-        resolve();
-      }, ms);
-    });
   }
 
   private skipped(): void {
@@ -198,12 +188,16 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
   }
 
   private warn(key: string, msg: string, fields: Record<string, unknown>): void {
-    const suppressed = this.limiter.allow(key);
-    if (suppressed === undefined) return;
-    const safe = Object.fromEntries(
-      Object.entries(fields).map(([k, v]) => [k, typeof v === "string" ? untrusted(v) : v]),
+    this.warnings.warn(
+      key,
+      () => ({
+        unit: this.unit,
+        ...Object.fromEntries(
+          Object.entries(fields).map(([k, v]) => [k, typeof v === "string" ? untrusted(v) : v]),
+        ),
+      }),
+      msg,
     );
-    this.logger.warn({ unit: this.unit, ...safe, suppressed }, msg);
   }
 }
 

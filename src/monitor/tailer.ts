@@ -1,7 +1,9 @@
 import { type FSWatcher, watch } from "node:fs";
 import { type FileHandle, open, readdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { type Counters, type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { type Counters, type Logger, untrusted } from "../logging.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
+import { WakeUp } from "../toolkit/wake-up.js";
 
 /** Where reading stands: just after the last line handed out, in the file with this inode. */
 export interface Position {
@@ -70,7 +72,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
   private readonly maxLine: number;
   private readonly logger: Logger;
   private readonly counters: Counters | undefined;
-  private readonly limiter = new RateLimitedLog(60_000, 3);
+  private readonly warnings: LimitedLog;
   private readonly start: Position | "end";
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort = (): void => this.close();
@@ -81,8 +83,8 @@ export class LogTailer implements AsyncIterable<TailedLine> {
   /** The start position has been applied; from then on a file that appears is read from 0. */
   private started = false;
   private closed = false;
-  private changed = false;
-  private wake: (() => void) | undefined;
+  /** Woken by inotify, the poll timer and close(): something may have changed. */
+  private readonly changes = new WakeUp();
   private timer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
   private iterator: AsyncGenerator<TailedLine> | undefined;
@@ -99,6 +101,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     this.pollMs = Math.max(10, options.pollIntervalMs ?? DEFAULT_POLL_MS);
     this.maxLine = Math.max(1, options.maxLineBytes ?? DEFAULT_MAX_LINE);
     this.logger = options.logger;
+    this.warnings = new LimitedLog(options.logger, new RateLimitedLog(60_000, 3));
     this.counters = options.counters;
     this.signal = options.signal;
     if (this.signal?.aborted) this.closed = true;
@@ -120,19 +123,19 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     this.watcher?.close();
     this.watcher = undefined;
     this.dropCurrent();
-    this.notify();
+    this.changes.wake();
   }
 
   private async *run(): AsyncGenerator<TailedLine> {
     try {
       if (this.closed) return;
-      this.timer = setInterval(() => this.notify(), this.pollMs);
+      this.timer = setInterval(() => this.changes.wake(), this.pollMs);
       while (!this.closed) {
-        this.changed = false;
         this.ensureWatcher();
         const lines = await this.guard(() => this.step());
         if (lines === undefined) {
-          await this.waitForChange();
+          // A change during the step was kept: this returns at once and the step runs again.
+          if (!this.closed) await this.changes.wait();
           continue;
         }
         for (const line of lines) {
@@ -396,7 +399,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     try {
       // The directory, not the file: it also reports the file appearing, being renamed or replaced.
       const w = watch(this.dir, { persistent: false }, (_event, name) => {
-        if (name === null || String(name).startsWith(this.base)) this.notify();
+        if (name === null || String(name).startsWith(this.base)) this.changes.wake();
       });
       w.on("error", () => {
         w.close();
@@ -408,20 +411,6 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     }
   }
 
-  private notify(): void {
-    this.changed = true;
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
-  }
-
-  private waitForChange(): Promise<void> {
-    if (this.changed || this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.wake = resolve;
-    });
-  }
-
   /** Runs one step; an error is logged (rate-limited), counted, and the step retried after a poll. */
   private async guard<T>(fn: () => Promise<T>): Promise<T | undefined> {
     try {
@@ -430,31 +419,22 @@ export class LogTailer implements AsyncIterable<TailedLine> {
       if (this.closed) return undefined;
       const code = errorCode(error) ?? "error";
       this.counters?.inc("monitor.tailer.errors");
-      const suppressed = this.limiter.allow(code);
-      if (suppressed !== undefined) {
-        this.logger.warn(
-          {
-            file: this.file,
-            code,
-            suppressed,
-            err: untrusted(error instanceof Error ? error.message : error),
-          },
-          "reading the log failed; retrying",
-        );
-      }
+      this.warnings.warn(
+        code,
+        () => ({ file: this.file, code, err: untrusted(error instanceof Error ? error.message : error) }),
+        "reading the log failed; retrying",
+      );
       return undefined;
     }
   }
 
   private overlong(bytes: number): void {
     this.counters?.inc("monitor.tailer.overlong_lines");
-    const suppressed = this.limiter.allow("overlong");
-    if (suppressed !== undefined) {
-      this.logger.warn(
-        { file: this.file, bytes: `>${bytes}`, max: this.maxLine, suppressed },
-        "over-long log line skipped",
-      );
-    }
+    this.warnings.warn(
+      "overlong",
+      { file: this.file, bytes: `>${bytes}`, max: this.maxLine },
+      "over-long log line skipped",
+    );
   }
 }
 
