@@ -3,7 +3,7 @@ import { isValidJail } from "../policy/jail.js";
 import { checkTarget, type NeverBanList } from "../policy/never-ban.js";
 
 export interface RequestPolicy {
-  /** Jails that may be used; empty = any valid jail name. */
+  /** The only jails that may be used; never empty (an empty list would let any jail through). */
   jails: ReadonlySet<string>;
   neverBan: NeverBanList;
 }
@@ -29,7 +29,7 @@ export function checkRequest(line: Buffer, policy: RequestPolicy): CheckedReques
   if (verb !== "BAN" && verb !== "UNBAN") return refuse(`unknown verb ${token(verb!)}`);
   if (jail === undefined) return refuse("missing jail");
   if (!isValidJail(jail)) return refuse(`invalid jail ${token(jail)}`);
-  if (policy.jails.size > 0 && !policy.jails.has(jail)) return refuse(`jail not allowed ${token(jail)}`);
+  if (!policy.jails.has(jail)) return refuse(`jail not allowed ${token(jail)}`);
   if (addresses.length === 0) return refuse("missing address");
   if (addresses.length > MAX_ADDRESSES) return refuse(`too many addresses, at most ${MAX_ADDRESSES}`);
   const ips = new Set<string>();

@@ -1,11 +1,14 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
+import path from "node:path";
 import { F2bzError, quote } from "../errors.js";
 import type { BanExecutor } from "../fail2ban/executor.js";
 import { MAX_LINE_BYTES } from "../fail2ban/helper-protocol.js";
+import { checkTrustedDir } from "../fail2ban/helper-socket.js";
 import { Counters, type Logger, RateLimitedLog } from "../logging.js";
 import type { NeverBanList } from "../policy/never-ban.js";
-import { checkRequest, type RequestPolicy, token } from "./request.js";
+import { HelperLedger } from "./ledger.js";
+import { checkRequest, token } from "./request.js";
 
 export interface BanHelperServerOptions {
   /** Where to listen: a path this server creates (and removes on close) ... */
@@ -15,9 +18,17 @@ export interface BanHelperServerOptions {
   /** Group (numeric gid) that may connect: the socket becomes root:group 0660. */
   gid?: number;
   executor: BanExecutor;
-  /** Allowed jails; empty = any valid name. */
+  /** The only jails it touches; required and non-empty. */
   jails: readonly string[];
-  neverBan: NeverBanList;
+  /** A function when the list changes while running (this host's addresses are re-read). */
+  neverBan: NeverBanList | (() => NeverBanList);
+  /** Root's own directory for the ledger of what this helper banned (created 0700). */
+  stateDir: string;
+  /**
+   * What fail2ban holds in a jail, asked before each BAN: an address fail2ban banned on its own is
+   * not recorded as the helper's, so no UNBAN through the helper can lift it.
+   */
+  banned?: (jail: string) => Promise<readonly string[]>;
   /**
    * The jail's own `ignoreip` as a list, consulted for every BAN: `banip` bypasses it, and the
    * unprivileged caller cannot read it. A lookup that fails refuses the ban (fail closed).
@@ -40,7 +51,8 @@ export interface BanHelperServerOptions {
 export class BanHelperServer {
   readonly counters = new Counters();
   private readonly server: net.Server;
-  private readonly policy: RequestPolicy;
+  private readonly jails: ReadonlySet<string>;
+  private ledger: HelperLedger | undefined;
   private readonly log: Logger;
   private readonly limited = new RateLimitedLog();
   private readonly connections = new Set<Promise<void>>();
@@ -53,7 +65,7 @@ export class BanHelperServer {
   private closing: Promise<void> | undefined;
 
   private constructor(private readonly options: BanHelperServerOptions) {
-    this.policy = { jails: new Set(options.jails), neverBan: options.neverBan };
+    this.jails = new Set(options.jails);
     this.log = options.logger.child({ component: "ban-helper" });
     this.calls = new Semaphore(options.maxCalls ?? 2);
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
@@ -62,8 +74,23 @@ export class BanHelperServer {
   }
 
   static async listen(options: BanHelperServerOptions): Promise<BanHelperServer> {
+    // An empty list once meant "any jail": then `UNBAN sshd …` lifted fail2ban's own bans.
+    if (options.jails.length === 0) {
+      throw new F2bzError("CONFIG_INVALID", "banHelper.jails is empty, expected the jails it may touch");
+    }
     const helper = new BanHelperServer(options);
-    await helper.bind();
+    if (options.fd === undefined) {
+      // Whoever may write the directory can swap the socket for their own, or make a chmod/chown by
+      // path land on their file; in a directory only root may change, the path stays ours.
+      await checkTrustedDir("ban-helper socket directory", path.dirname(options.socket), "BIND_FAILED");
+    }
+    helper.ledger = await HelperLedger.open(options.stateDir);
+    try {
+      await helper.bind();
+    } catch (error) {
+      helper.ledger.close();
+      throw error;
+    }
     return helper;
   }
 
@@ -79,6 +106,7 @@ export class BanHelperServer {
       await Promise.allSettled([...this.connections]);
       await closed;
       if (this.ownsPath) await fs.rm(this.options.socket, { force: true });
+      this.ledger?.close();
       this.log.info({ counters: this.counters.toJSON() }, "socket closed");
     })();
     return this.closing;
@@ -92,28 +120,32 @@ export class BanHelperServer {
       return;
     }
     await removeStaleSocket(socket);
-    // Created 0660 from the start (umask), not chmod-ed after: no window in which others may connect.
-    const previous = process.umask(0o117);
-    try {
-      await this.listenOn({ path: socket });
-    } finally {
-      process.umask(previous);
-    }
+    // Created root:<gid> 0660 by bind itself (umask and effective gid), never chmod-ed or chown-ed
+    // by path afterwards: no window, and no path an attacker could redirect.
+    await this.listenOn({ path: socket }, () => {
+      const previousMask = process.umask(0o117);
+      const previousGid = process.getegid?.();
+      try {
+        if (gid !== undefined) setEgid(gid, socket);
+      } catch (error) {
+        process.umask(previousMask);
+        throw error;
+      }
+      return () => {
+        if (gid !== undefined && previousGid !== undefined) process.setegid?.(previousGid);
+        process.umask(previousMask);
+      };
+    });
     this.ownsPath = true;
-    try {
-      await fs.chmod(socket, 0o660);
-      if (gid !== undefined) await fs.chown(socket, -1, gid);
-    } catch (error) {
-      await this.close();
-      const code = (error as NodeJS.ErrnoException).code ?? String(error);
-      throw new F2bzError("BIND_FAILED", `cannot give ${quote(socket)} to group ${gid}: ${code}`, {
-        cause: error,
-      });
-    }
     this.log.info({ socket, gid }, "listening");
   }
 
-  private listenOn(where: { path: string } | { fd: number }): Promise<void> {
+  /**
+   * `around` sets the process state the bind needs and returns what restores it: listen() binds
+   * synchronously for a path, so umask and effective gid apply to the socket file and are restored
+   * before anything else runs.
+   */
+  private listenOn(where: { path: string } | { fd: number }, around?: () => () => void): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException) => {
         reject(
@@ -124,11 +156,15 @@ export class BanHelperServer {
         );
       };
       this.server.once("error", onError);
-      // listen() binds synchronously for a path, so the caller's umask applies to the socket file.
-      this.server.listen(where, () => {
-        this.server.off("error", onError);
-        resolve();
-      });
+      const restore = around?.();
+      try {
+        this.server.listen(where, () => {
+          this.server.off("error", onError);
+          resolve();
+        });
+      } finally {
+        restore?.();
+      }
     });
   }
 
@@ -157,7 +193,9 @@ export class BanHelperServer {
       await answer(socket, `ERR ${read.reason}`);
       return;
     }
-    const checked = checkRequest(read.line, this.policy);
+    const neverBan =
+      typeof this.options.neverBan === "function" ? this.options.neverBan() : this.options.neverBan;
+    const checked = checkRequest(read.line, { jails: this.jails, neverBan });
     if (!checked.ok) {
       this.refuse(checked.reason);
       await answer(socket, `ERR ${checked.reason}`);
@@ -174,13 +212,8 @@ export class BanHelperServer {
     }
     const release = await this.calls.acquire();
     try {
-      const count =
-        verb === "BAN"
-          ? await this.options.executor.ban(jail, ips)
-          : await this.options.executor.unban(jail, ips);
-      this.counters.inc(`${verb.toLowerCase()}.ok`);
-      this.log.info({ verb, jail, ips, count }, "applied");
-      await answer(socket, `OK ${count}`);
+      const reply = verb === "BAN" ? await this.ban(jail, ips) : await this.unban(jail, ips);
+      await answer(socket, reply);
     } catch (error) {
       this.counters.inc(`${verb.toLowerCase()}.failed`);
       this.log.error({ verb, jail, ips, err: (error as Error).message }, "fail2ban-client failed");
@@ -188,6 +221,45 @@ export class BanHelperServer {
     } finally {
       release();
     }
+  }
+
+  /** Bans, then records as the helper's what fail2ban did not already hold. */
+  private async ban(jail: string, ips: string[]): Promise<string> {
+    const ledger = this.ledger!;
+    const before = this.options.banned ? new Set(await this.options.banned(jail)) : new Set<string>();
+    const count = await this.options.executor.ban(jail, ips);
+    ledger.record(
+      jail,
+      ips.filter((ip) => !before.has(ip)),
+      Date.now(),
+    );
+    this.counters.inc("ban.ok");
+    this.log.info({ verb: "BAN", jail, ips, count }, "applied");
+    return `OK ${count}`;
+  }
+
+  /**
+   * Lifts only the pairs the ledger holds: the others (fail2ban's own bans, other callers' guesses)
+   * are refused, counted per address, and named in the answer.
+   */
+  private async unban(jail: string, ips: string[]): Promise<string> {
+    const ledger = this.ledger!;
+    const held = ledger.held(jail, ips);
+    const refused = ips.filter((ip) => !held.includes(ip));
+    let count = 0;
+    if (held.length > 0) {
+      count = await this.options.executor.unban(jail, held);
+      ledger.remove(jail, held);
+      this.counters.inc("unban.ok");
+      this.log.info({ verb: "UNBAN", jail, ips: held, count }, "applied");
+    }
+    if (refused.length === 0) return `OK ${count}`;
+    const reason = `not banned by the helper ${token(refused[0]!)}`;
+    this.counters.inc("refused.not banned by the helper", refused.length - 1);
+    this.refuse(reason);
+    return `ERR ${reason}${refused.length > 1 ? ` and ${refused.length - 1} more` : ""}${
+      held.length > 0 ? `, ${held.length} lifted` : ""
+    }`;
   }
 
   /** A refusal reason when an address is in the jail's ignoreip, or the list cannot be read. */
@@ -283,6 +355,18 @@ async function removeStaleSocket(socket: string): Promise<void> {
   });
   if (live) throw new F2bzError("BIND_FAILED", `another process listens on ${quote(socket)}`);
   await fs.rm(socket, { force: true });
+}
+
+/** The group a socket created by this process gets, without any chown by path afterwards. */
+function setEgid(gid: number, socket: string): void {
+  try {
+    process.setegid!(gid);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    throw new F2bzError("BIND_FAILED", `cannot create ${quote(socket)} for group ${gid}: ${code}`, {
+      cause: error,
+    });
+  }
 }
 
 /** At most `limit` holders at once; the others wait in arrival order. */

@@ -2,7 +2,8 @@ import { cachedIgnoreList } from "../ban-helper/ignore-list.js";
 import { BanHelperServer } from "../ban-helper/server.js";
 import { resolveGroup, systemdListenFd } from "../ban-helper/system.js";
 import { Fail2banClient } from "../fail2ban/client.js";
-import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
+import { HostAddressWatch } from "../policy/host-addresses.js";
+import { NeverBanList } from "../policy/never-ban.js";
 import { type Command, configOption } from "./command.js";
 import { runDaemon } from "./daemon.js";
 
@@ -12,29 +13,43 @@ export const banHelper: Command = {
   usage: "f2bz ban-helper [--config FILE]",
   help: [
     "Runs in the foreground until SIGTERM/SIGINT. Reads the banHelper section of the config: the socket",
-    "(created 0660, group banHelper.group; or passed by systemd socket activation), the allowed jails and",
-    "the never-ban list. Each connection sends one line, 'BAN <jail> <ip>…' or 'UNBAN <jail> <ip>…',",
-    "and gets 'OK <n>' or 'ERR <reason>'. It is the only f2bz process that runs as root.",
+    "(created 0660, group banHelper.group; or passed by systemd socket activation), the allowed jails,",
+    "the never-ban list and the state directory. Each connection sends one line, 'BAN <jail> <ip>…' or",
+    "'UNBAN <jail> <ip>…', and gets 'OK <n>' or 'ERR <reason>'; an UNBAN lifts only what it banned.",
+    "It is the only f2bz process that runs as root.",
   ],
   options: configOption,
   run: (ctx) =>
     runDaemon(ctx, "banHelper", async (config, logger) => {
       const section = config.banHelper;
-      const neverBan = NeverBanList.create({ entries: section.neverBan, hostAddresses: hostAddresses() });
+      const listFor = (host: readonly string[]) =>
+        NeverBanList.create({ entries: section.neverBan, hostAddresses: host });
+      const hosts = new HostAddressWatch({
+        onChange: (addresses) => {
+          neverBan = listFor(addresses);
+          logger.info({ addresses }, "host addresses changed");
+        },
+      });
+      let neverBan = listFor(hosts.addresses);
       const client = new Fail2banClient({ client: section.client, timeoutMs: section.timeout });
       // Socket activation is read here, at the edge; the socket unit then owns path, mode and group.
       const fd = systemdListenFd(ctx.env, process.pid);
       const gid =
         fd === undefined && section.group !== undefined ? await resolveGroup(section.group) : undefined;
       const server = await BanHelperServer.listen({
+        stateDir: section.stateDir,
+        banned: (jail) => client.banned(jail),
         socket: section.socket,
         ...(fd === undefined ? {} : { fd }),
         ...(gid === undefined ? {} : { gid }),
         executor: client,
         ignoreList: cachedIgnoreList(client),
         jails: section.jails,
-        neverBan,
+        neverBan: () => neverBan,
         logger,
+      }).catch((error: unknown) => {
+        hosts.close();
+        throw error;
       });
       // Not fatal: fail2ban may start after the helper. Tells the operator early about a missing jail.
       void client.jails().then(
@@ -44,6 +59,12 @@ export const banHelper: Command = {
         },
         (error: unknown) => logger.warn({ err: (error as Error).message }, "fail2ban does not answer yet"),
       );
-      return server;
+      return {
+        counters: server.counters,
+        close: async () => {
+          hosts.close();
+          await server.close();
+        },
+      };
     }),
 };

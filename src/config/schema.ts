@@ -107,6 +107,7 @@ export function configSchema(baseDir: string) {
       log: file.prefault("/var/log/fail2ban.log"),
       source: z.enum(["file", "journald"]).default("file"),
       journalUnit: z.string().default("fail2ban.service"),
+      trustSyslog: z.boolean().default(false),
       ignoreJails: z.array(jail).default(["f2bz"]),
       banTime: duration("1h", "1s", "365d"),
       banTimes: z.record(jail, duration("1h", "1s", "365d")).default({}),
@@ -161,8 +162,9 @@ export function configSchema(baseDir: string) {
       socket: file.prefault("/run/f2bz/ban.sock"),
       group: z.string().optional(),
       client: file.prefault("/usr/bin/fail2ban-client"),
-      jails: z.array(jail).default([]),
+      jails: z.array(jail).min(1),
       neverBan: neverBan.default([]),
+      stateDir: file.prefault("/var/lib/f2bz-ban-helper"),
       timeout: duration("15s", "1s", "1h"),
     })
     .strict();

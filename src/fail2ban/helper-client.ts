@@ -8,6 +8,7 @@ import {
   MAX_LINE_BYTES,
   parseReply,
 } from "./helper-protocol.js";
+import { checkHelperSocket } from "./helper-socket.js";
 
 export interface BanHelperClientOptions {
   /** Per request, connect to answer (default 20 s: the helper itself allows fail2ban-client 15 s). */
@@ -22,7 +23,9 @@ const WORD = /^[!-~]+$/;
 /**
  * Bans through the root ban-helper's unix socket, for a subscriber that runs unprivileged: one
  * connection and one line per batch. The helper re-validates everything; the check here only keeps
- * a caller's mistake from turning one word into two.
+ * a caller's mistake from turning one word into two. Before each connection the socket must be
+ * root's, in a directory only root may change (helper-socket.ts): a local user's socket at that
+ * path would otherwise learn every ban and answer `OK` to bans that never happen.
  */
 export class BanHelperClient implements BanExecutor {
   private readonly timeoutMs: number;
@@ -74,7 +77,8 @@ export class BanHelperClient implements BanExecutor {
   }
 
   /** Sends one line and returns the answer line without its newline. */
-  private request(line: string): Promise<string> {
+  private async request(line: string): Promise<string> {
+    await checkHelperSocket(this.socketPath);
     return new Promise((resolve, reject) => {
       const socket = net.connect(this.socketPath);
       let received = "";

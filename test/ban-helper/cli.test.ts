@@ -93,6 +93,7 @@ test("`f2bz ban-helper` from the built CLI bans and unbans in a real fail2ban an
       `  client: ${lab.paths.client}`,
       ...(isRoot() ? ["  group: root"] : []),
       "  jails: [f2bz]",
+      `  stateDir: ${path.join(path.dirname(socket), "state")}`,
       "  neverBan: [203.0.113.0/28]",
       "  timeout: 10s",
       "logging:",
@@ -142,7 +143,7 @@ test("`f2bz ban-helper` under socket activation serves the inherited socket and 
     config,
     [
       "node: { name: cli-test, identity: keys/cli-test.key_secret }",
-      `banHelper: { socket: ${socket}, client: ${lab.paths.client}, jails: [f2bz], group: no-such-group }`,
+      `banHelper: { socket: ${socket}, client: ${lab.paths.client}, jails: [f2bz], stateDir: ${path.join(dir, "state")}, group: no-such-group }`,
       "",
     ].join("\n"),
   );
@@ -176,7 +177,7 @@ anyTest("the running ban-helper process has not loaded zeromq", async (t) => {
   const config = path.join(dir, "f2bz.yaml");
   await fs.writeFile(
     config,
-    `node: { name: cli-test, identity: keys/cli-test.key_secret }\nbanHelper: { socket: ${dir}/ban.sock }\n`,
+    `node: { name: cli-test, identity: keys/cli-test.key_secret }\nbanHelper: { socket: ${dir}/ban.sock, jails: [f2bz], stateDir: ${dir}/state }\n`,
   );
   const cli = spawnCli(t, ["ban-helper", "--config", config]);
   await started(cli);

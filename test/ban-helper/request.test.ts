@@ -19,7 +19,12 @@ test("a well-formed request passes with canonical, de-duplicated addresses", (t)
   });
   const hundred = Array.from({ length: 100 }, (_, i) => `192.0.2.${i + 1}`).join(" ");
   t.true(check(`BAN f2bz ${hundred}`).ok);
-  t.true(check("BAN any-jail 192.0.2.1", { ...policy, jails: new Set() }).ok, "no allowlist: any valid name");
+});
+
+test("an empty jail list allows no jail: `UNBAN sshd` must not lift fail2ban's own bans", (t) => {
+  const none = { ...policy, jails: new Set<string>() };
+  t.deepEqual(check("BAN any-jail 192.0.2.1", none), { ok: false, reason: "jail not allowed 'any-jail'" });
+  t.deepEqual(check("UNBAN sshd 192.0.2.1", none), { ok: false, reason: "jail not allowed 'sshd'" });
 });
 
 test("every malformed or forbidden request is refused with a short reason", (t) => {

@@ -34,6 +34,7 @@ async function setup(t: ExecutionContext, options: Partial<BanHelperServerOption
   const { logger, lines } = memoryLogger();
   const helper = await BanHelperServer.listen({
     socket,
+    stateDir: path.join(dir, "state"),
     executor,
     jails: ["f2bz"],
     neverBan: NeverBanList.create({ entries: ["203.0.113.0/28"] }),
@@ -83,6 +84,7 @@ test("BAN refuses an address in the jail's own ignoreip, which banip would bypas
   const { logger } = memoryLogger();
   const helper = await BanHelperServer.listen({
     socket,
+    stateDir: path.join(dir, "state"),
     executor,
     ignoreList: cachedIgnoreList(client),
     jails: ["f2bz"],
@@ -182,8 +184,9 @@ anyTest(
     };
     const helper = await BanHelperServer.listen({
       socket,
+      stateDir: path.join(dir, "state"),
       executor,
-      jails: [],
+      jails: ["f2bz"],
       neverBan: NeverBanList.create({}),
       logger: memoryLogger().logger,
       requestTimeoutMs: 1_000,
@@ -224,8 +227,9 @@ anyTest(
     };
     const base = {
       socket,
+      stateDir: path.join(dir, "state"),
       executor,
-      jails: [],
+      jails: ["f2bz"],
       neverBan: NeverBanList.create({}),
       logger: memoryLogger().logger,
     };
@@ -276,8 +280,9 @@ anyTest("close drops idle connections and waits for the call in flight", async (
   };
   const helper = await BanHelperServer.listen({
     socket,
+    stateDir: path.join(dir, "state"),
     executor,
-    jails: [],
+    jails: ["f2bz"],
     neverBan: NeverBanList.create({}),
     logger: memoryLogger().logger,
   });

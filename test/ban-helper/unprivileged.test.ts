@@ -26,6 +26,7 @@ test("an unprivileged user cannot reach fail2ban, but bans and unbans through th
   // The helper runs as root (this process); its socket is root:<user's group> 0660.
   const helper = await BanHelperServer.listen({
     socket,
+    stateDir: path.join(dir, "state"),
     gid: user.gid,
     executor: new Fail2banClient({ client: lab.paths.client }),
     jails: ["f2bz"],

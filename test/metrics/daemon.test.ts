@@ -64,7 +64,7 @@ test("the root ban-helper serves metrics only at metrics.banHelper, never at met
     config,
     [
       "node: { name: helper, identity: keys/helper.key_secret }",
-      `banHelper: { socket: ${socket}, client: ${path.join(dir, "no-fail2ban-client")}, jails: [f2bz] }`,
+      `banHelper: { socket: ${socket}, client: ${path.join(dir, "no-fail2ban-client")}, jails: [f2bz], stateDir: ${path.join(dir, "state")} }`,
       `metrics: { listen: "127.0.0.1:${shared}", banHelper: "127.0.0.1:0" }`,
       "",
     ].join("\n"),
@@ -95,7 +95,7 @@ test("a metrics port in use stops the daemon before it reports started, with one
     config,
     [
       "node: { name: helper, identity: k }",
-      `banHelper: { socket: ${path.join(dir, "ban.sock")}, client: ${path.join(dir, "none")} }`,
+      `banHelper: { socket: ${path.join(dir, "ban.sock")}, client: ${path.join(dir, "none")}, jails: [f2bz], stateDir: ${path.join(dir, "state")} }`,
       `metrics: { banHelper: "127.0.0.1:${port}" }`,
       "logging: { level: warn }",
       "",

@@ -129,6 +129,7 @@ rootTest("an unprivileged subscriber bans through the ban-helper", async (t) => 
   const socket = path.join(helperDir, "ban.sock");
   const helper = await BanHelperServer.listen({
     socket,
+    stateDir: path.join(helperDir, "state"),
     gid: user.gid,
     executor: new Fail2banClient({ client: labB.paths.client }),
     jails: ["f2bz"],
