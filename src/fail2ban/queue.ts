@@ -4,13 +4,18 @@ import type { BanExecutor } from "./executor.js";
 export type BanKind = "ban" | "unban";
 
 /** One executor call: addresses of one kind for one jail. */
-export interface Batch {
+export interface Batch<T = undefined> {
   kind: BanKind;
   jail: string;
   ips: readonly string[];
+  /** What each operation taken was pushed with, in push order (an address pushed twice is in `ips` once). */
+  items: readonly T[];
 }
 
-export interface BanQueueOptions {
+/** Runs one batch; resolves with the count of addresses changed. */
+export type RunBatch<T> = (batch: Batch<T>) => Promise<number>;
+
+export interface BanQueueOptions<T = undefined> {
   /** Addresses per call (default 100). */
   batchSize?: number;
   /** Operations waiting, over all jails (default 10 000); more are refused and counted as dropped. */
@@ -18,14 +23,15 @@ export interface BanQueueOptions {
   /** Calls in flight at once, 1 or 2 (default 2): each call is a Python process start. */
   concurrency?: number;
   /** A call that failed; its addresses are not retried here (the caller owns retries and state). */
-  onError?: (error: unknown, batch: Batch) => void;
+  onError?: (error: unknown, batch: Batch<T>) => void;
   /** A call that succeeded, with what the executor returned (the count fail2ban changed). */
-  onDone?: (batch: Batch, count: number) => void;
+  onDone?: (batch: Batch<T>, count: number) => void;
 }
 
-interface Op {
+interface Op<T> {
   kind: BanKind;
   ip: string;
+  item: T;
 }
 
 /**
@@ -37,13 +43,15 @@ interface Op {
  *   calls are in flight waits for the next batch);
  * - at most `concurrency` calls in flight and `maxPending` operations waiting: memory stays bounded
  *   whatever the rate of events.
+ * It feeds a `BanExecutor` (fail2ban-client, the ban-helper), or any function that runs a batch
+ * with what each operation was pushed with (the exec action, one address per batch).
  */
-export class BanQueue {
+export class BanQueue<T = undefined> {
   readonly counters = new Counters();
   private readonly batchSize: number;
   private readonly maxPending: number;
   private readonly concurrency: number;
-  private readonly waiting = new Map<string, Op[]>();
+  private readonly waiting = new Map<string, Op<T>[]>();
   /** Addresses of each jail that are in a call in flight. */
   private readonly busy = new Map<string, Set<string>>();
   private pendingCount = 0;
@@ -52,25 +60,34 @@ export class BanQueue {
   private closed = false;
   private readonly idleWaiters: (() => void)[] = [];
 
+  private readonly run: RunBatch<T>;
+
   constructor(
-    private readonly executor: BanExecutor,
-    private readonly options: BanQueueOptions = {},
+    executor: BanExecutor | RunBatch<T>,
+    private readonly options: BanQueueOptions<T> = {},
   ) {
+    this.run =
+      typeof executor === "function"
+        ? executor
+        : (batch) =>
+            batch.kind === "ban"
+              ? executor.ban(batch.jail, batch.ips)
+              : executor.unban(batch.jail, batch.ips);
     this.batchSize = Math.max(1, options.batchSize ?? 100);
     this.maxPending = Math.max(1, options.maxPending ?? 10_000);
     this.concurrency = Math.min(2, Math.max(1, options.concurrency ?? 2));
   }
 
   /** Queues a ban; false when refused (queue full or closed), counted as `dropped` or `closed`. */
-  ban(jail: string, ip: string): boolean {
-    return this.push("ban", jail, ip);
+  ban(jail: string, ip: string, ...item: T extends undefined ? [] : [T]): boolean {
+    return this.push("ban", jail, ip, ...item);
   }
 
-  unban(jail: string, ip: string): boolean {
-    return this.push("unban", jail, ip);
+  unban(jail: string, ip: string, ...item: T extends undefined ? [] : [T]): boolean {
+    return this.push("unban", jail, ip, ...item);
   }
 
-  push(kind: BanKind, jail: string, ip: string): boolean {
+  push(kind: BanKind, jail: string, ip: string, ...[item]: T extends undefined ? [] : [T]): boolean {
     if (this.closed) {
       this.counters.inc("closed");
       return false;
@@ -85,7 +102,7 @@ export class BanQueue {
       ops = [];
       this.waiting.set(jail, ops);
     }
-    ops.push({ kind, ip });
+    ops.push({ kind, ip, item: item as T });
     this.pendingCount++;
     this.schedule();
     return true;
@@ -131,6 +148,8 @@ export class BanQueue {
   }
 
   private schedule(): void {
+    // A batch of one gains nothing from waiting for the tick: it goes at once, if there is room.
+    if (this.batchSize === 1) return this.pump();
     if (this.scheduled) return;
     this.scheduled = true;
     // Whatever is pushed in the same tick joins the first batch.
@@ -150,7 +169,7 @@ export class BanQueue {
   }
 
   /** Round-robin over jails, so that a flood into one jail does not starve another. */
-  private nextBatch(): Batch | undefined {
+  private nextBatch(): Batch<T> | undefined {
     for (const jail of [...this.waiting.keys()]) {
       const ops = this.waiting.get(jail)!;
       this.waiting.delete(jail);
@@ -165,10 +184,10 @@ export class BanQueue {
    * Takes from `ops`, in order, addresses of the kind of the first one that may go: skipping an
    * address that is in flight, and one that an earlier operation of the other kind still holds back.
    */
-  private take(jail: string, ops: Op[]): Batch | undefined {
+  private take(jail: string, ops: Op<T>[]): Batch<T> | undefined {
     const blocked = new Set(this.busy.get(jail));
     const chosen = new Set<string>();
-    const taken = new Set<Op>();
+    const taken = new Set<Op<T>>();
     let kind: BanKind | undefined;
     for (const op of ops) {
       if (chosen.size >= this.batchSize) break;
@@ -185,10 +204,10 @@ export class BanQueue {
     const rest = ops.filter((op) => !taken.has(op));
     ops.splice(0, ops.length, ...rest);
     this.pendingCount -= taken.size;
-    return { kind, jail, ips: [...chosen] };
+    return { kind, jail, ips: [...chosen], items: [...taken].map((op) => op.item) };
   }
 
-  private start(batch: Batch): void {
+  private start(batch: Batch<T>): void {
     this.running++;
     let busy = this.busy.get(batch.jail);
     if (!busy) {
@@ -206,13 +225,10 @@ export class BanQueue {
   }
 
   /** Never rejects: a failed call is counted and reported, a throwing callback is contained. */
-  private async call(batch: Batch): Promise<void> {
+  private async call(batch: Batch<T>): Promise<void> {
     let count: number;
     try {
-      count =
-        batch.kind === "ban"
-          ? await this.executor.ban(batch.jail, batch.ips)
-          : await this.executor.unban(batch.jail, batch.ips);
+      count = await this.run(batch);
     } catch (error) {
       this.counters.inc("failed");
       this.counters.inc(`failed.${batch.kind}`, batch.ips.length);

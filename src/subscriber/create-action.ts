@@ -6,7 +6,7 @@ import { formatRequest } from "../fail2ban/helper-protocol.js";
 import type { Counters, Logger } from "../logging.js";
 import { type Action, type ActionRequest, LogAction } from "./action.js";
 import { ExecAction, expandTemplate } from "./exec-action.js";
-import { Fail2banAction } from "./fail2ban-action.js";
+import { fail2banAction } from "./fail2ban-action.js";
 
 /** The configured action; with `dryRun`, a log line per event saying what it would have run. */
 export function createAction(settings: SubscriberConfig, logger: Logger, counters: Counters): Action {
@@ -35,5 +35,5 @@ export function createAction(settings: SubscriberConfig, logger: Logger, counter
   const executor: BanExecutor = a.helper
     ? new BanHelperClient(a.helper, { timeoutMs: a.timeout + 5_000 })
     : new Fail2banClient({ client: a.client, timeoutMs: a.timeout, batchSize: a.batchSize });
-  return new Fail2banAction(executor, a.batchSize, logger, counters);
+  return fail2banAction(executor, a.batchSize, logger, counters);
 }

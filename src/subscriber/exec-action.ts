@@ -1,9 +1,10 @@
 import { execFile } from "node:child_process";
 import { templateProblem } from "../config/exec-template.js";
 import { F2bzError, quote } from "../errors.js";
+import { BanQueue } from "../fail2ban/queue.js";
 import type { Counters, Logger } from "../logging.js";
-import { RateLimitedLog } from "../logging.js";
-import type { Action, ActionRequest } from "./action.js";
+import type { ActionRequest } from "./action.js";
+import { QueuedAction } from "./queued-action.js";
 
 const PLACEHOLDER = /\{(kind|jail|ip|origin|expires)\}/g;
 
@@ -40,110 +41,54 @@ export function checkTemplate(template: readonly string[]): void {
 
 export interface ExecActionOptions {
   timeoutMs: number;
-  /** Commands at once (default 2). */
+  /** Commands at once, 1 or 2 (default 2). */
   concurrency?: number;
   /** Requests waiting (default 10 000); more are dropped, counted and logged. */
   maxPending?: number;
 }
 
 /**
- * The `exec` action. Requests queue (bounded) and run at most `concurrency` at a time; for one jail
- * and address they run in the order they came and never two at once, so an unban cannot overtake
- * its ban.
+ * The `exec` action: one command per request, through the queue the fail2ban action uses (one
+ * address per call), so for one jail and address commands run in the order the requests came and
+ * never two at once: an unban cannot overtake its ban.
  */
-export class ExecAction implements Action {
-  private readonly waiting: ActionRequest[] = [];
-  private readonly busy = new Set<string>();
-  private running = 0;
-  private readonly idle: (() => void)[] = [];
-  private readonly concurrency: number;
-  private readonly maxPending: number;
-  private readonly dropLog = new RateLimitedLog(60_000, 3);
-
-  constructor(
-    private readonly template: readonly string[],
-    private readonly options: ExecActionOptions,
-    private readonly logger: Logger,
-    private readonly counters: Counters,
-  ) {
+export class ExecAction extends QueuedAction {
+  constructor(template: readonly string[], options: ExecActionOptions, logger: Logger, counters: Counters) {
     checkTemplate(template);
-    this.concurrency = Math.max(1, options.concurrency ?? 2);
-    this.maxPending = Math.max(1, options.maxPending ?? 10_000);
-  }
-
-  async apply(requests: readonly ActionRequest[]): Promise<void> {
-    for (const r of requests) {
-      if (this.waiting.length >= this.maxPending) {
-        this.counters.inc(`action.dropped.${r.kind}`);
-        const suppressed = this.dropLog.allow("full");
-        if (suppressed !== undefined) {
-          this.logger.error({ kind: r.kind, jail: r.jail, ip: r.ip, suppressed }, "exec queue full: dropped");
-        }
-        continue;
-      }
-      this.waiting.push(r);
-      this.pump();
-    }
-  }
-
-  /** Waits for what is queued and running. */
-  close(): Promise<void> {
-    if (this.running === 0 && this.waiting.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idle.push(resolve));
-  }
-
-  private pump(): void {
-    while (this.running < this.concurrency) {
-      const blocked = new Set(this.busy);
-      const index = this.waiting.findIndex((r) => {
-        const key = `${r.jail} ${r.ip}`;
-        if (blocked.has(key)) return false;
-        blocked.add(key); // later requests for this key wait behind this one
-        return true;
-      });
-      if (index === -1) break;
-      const [request] = this.waiting.splice(index, 1);
-      this.start(request!);
-    }
-    if (this.running === 0 && this.waiting.length === 0) for (const resolve of this.idle.splice(0)) resolve();
-  }
-
-  private start(request: ActionRequest): void {
-    const key = `${request.jail} ${request.ip}`;
-    this.busy.add(key);
-    this.running++;
-    void this.run(request).finally(() => {
-      this.busy.delete(key);
-      this.running--;
-      this.pump();
+    const queue = new BanQueue<ActionRequest>((batch) => runAll(template, options.timeoutMs, batch.items), {
+      batchSize: 1,
+      concurrency: options.concurrency ?? 2,
+      maxPending: options.maxPending ?? 10_000,
+      onDone: (batch) => {
+        counters.inc(`applied.${batch.kind}`, batch.items.length);
+        for (const r of batch.items)
+          logger.info({ kind: r.kind, jail: r.jail, ip: r.ip }, `${r.kind} applied`);
+      },
+      onError: (error, batch) => {
+        counters.inc(`action.failed.${batch.kind}`, batch.items.length);
+        const e = error as NodeJS.ErrnoException & { killed?: boolean };
+        const why = e.killed ? `killed after ${options.timeoutMs} ms` : e.message.split("\n")[0];
+        for (const r of batch.items)
+          logger.error({ kind: r.kind, jail: r.jail, ip: r.ip, err: why }, "exec action failed");
+      },
     });
+    super(queue, "exec", logger, counters);
   }
+}
 
-  private async run(request: ActionRequest): Promise<void> {
-    const [file, ...args] = expandTemplate(this.template, request);
-    const fields = { kind: request.kind, jail: request.jail, ip: request.ip };
-    try {
-      await new Promise<void>((resolve, reject) => {
-        execFile(
-          file!,
-          args,
-          {
-            timeout: this.options.timeoutMs,
-            killSignal: "SIGKILL",
-            maxBuffer: 65_536,
-            shell: false,
-            cwd: "/",
-          },
-          (error) => (error ? reject(error) : resolve()),
-        );
-      });
-      this.counters.inc(`applied.${request.kind}`);
-      this.logger.info(fields, `${request.kind} applied`);
-    } catch (error) {
-      this.counters.inc(`action.failed.${request.kind}`);
-      const e = error as NodeJS.ErrnoException & { killed?: boolean };
-      const why = e.killed ? `killed after ${this.options.timeoutMs} ms` : e.message.split("\n")[0];
-      this.logger.error({ ...fields, err: why }, "exec action failed");
-    }
-  }
+/** Runs the command of each request in turn (a batch holds one); resolves with how many ran. */
+async function runAll(template: readonly string[], timeoutMs: number, requests: readonly ActionRequest[]) {
+  for (const request of requests) await run(expandTemplate(template, request), timeoutMs);
+  return requests.length;
+}
+
+function run([file, ...args]: string[], timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    execFile(
+      file!,
+      args,
+      { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 65_536, shell: false, cwd: "/" },
+      (error) => (error ? reject(error) : resolve()),
+    );
+  });
 }
