@@ -149,7 +149,10 @@ export class BanQueue<T = undefined> {
 
   private schedule(): void {
     // A batch of one gains nothing from waiting for the tick: it goes at once, if there is room.
-    if (this.batchSize === 1) return this.pump();
+    if (this.batchSize === 1) {
+      this.pump();
+      return;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     // Whatever is pushed in the same tick joins the first batch.
