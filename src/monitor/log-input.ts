@@ -1,9 +1,9 @@
 import { stat } from "node:fs/promises";
 import type { MonitorConfig } from "../config/schema.js";
-import type { Counters, Logger } from "../logging.js";
+import { type Counters, type Logger, RateLimitedLog } from "../logging.js";
 import { JournalTailer } from "./journald.js";
 import type { Position } from "./outbox.js";
-import { type LogRecord, parseLogLine } from "./parse-line.js";
+import { isOwnFileLine, type LogRecord, parseLogLine } from "./parse-line.js";
 import { LogTailer } from "./tailer.js";
 
 /** One entry of fail2ban's log, parsed (undefined: not one of fail2ban's lines), and where reading stands after it. */
@@ -36,7 +36,8 @@ export async function openLogInput(settings: MonitorConfig, o: LogInputOptions):
       logger: o.logger.child({ component: "tailer" }),
       counters: o.counters,
     });
-    return entries(tailer, ({ line, position }) => ({ record: parseLogLine(line), position }));
+    const parse = settings.trustSyslog ? parseLogLine : refusingSyslog(o.logger, o.counters);
+    return entries(tailer, ({ line, position }) => ({ record: parse(line), position }));
   }
   const journal = new JournalTailer({
     unit: settings.journalUnit,
@@ -46,6 +47,29 @@ export async function openLogInput(settings: MonitorConfig, o: LogInputOptions):
     counters: o.counters,
   });
   return entries(journal, ({ record, cursor }) => ({ record, position: { cursor } }));
+}
+
+/**
+ * parseLogLine for a file that is not trusted to hold syslog-format lines (`monitor.trustSyslog`
+ * off): such a line of fail2ban's is read past as if it were not fail2ban's, counted, and reported
+ * once a minute with what to do instead. (The journal needs no such rule: it is matched on the
+ * unit, which journald sets and no user can.)
+ */
+function refusingSyslog(logger: Logger, counters: Counters): (line: string) => LogRecord | undefined {
+  const limited = new RateLimitedLog(60_000, 1);
+  return (line) => {
+    const record = parseLogLine(line);
+    if (record === undefined || isOwnFileLine(line)) return record;
+    counters.inc("lines.syslog-refused");
+    const suppressed = limited.allow("syslog");
+    if (suppressed !== undefined) {
+      logger.warn(
+        { suppressed, refused: counters.get("lines.syslog-refused") },
+        "syslog-format fail2ban line refused: any local user can forge one; read fail2ban's own log file or the journal (monitor.source: journald), or set monitor.trustSyslog: true",
+      );
+    }
+    return undefined;
+  };
 }
 
 function entries<T>(source: AsyncIterable<T> & { close(): void }, parse: (item: T) => LogEntry): LogInput {

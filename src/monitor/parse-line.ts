@@ -88,6 +88,19 @@ const RECORD = /^fail2ban(?:\.([A-Za-z0-9_.]{1,64}))? *(?:\[(\d{1,10})\])?: ([A-
 const BAN_LEVELS = new Set(["NOTICE", "WARNING"]);
 const BAN_LOGGER = "actions";
 
+// fail2ban's own file handler: Python's asctime, then the logger name, nothing in between.
+const OWN_FILE_LINE = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} fail2ban[. [:]/;
+
+/**
+ * True when a line has the shape fail2ban's own file handler writes; false for every syslog and
+ * journal shape above. Threat: any local user can put a syslog line with fail2ban's tag into
+ * syslog (`logger -t fail2ban.actions 'NOTICE [sshd] Ban 192.0.2.1'`), so a file that syslog
+ * writes cannot tell fail2ban's lines from forged ones; fail2ban's own root-owned file can.
+ */
+export function isOwnFileLine(line: string): boolean {
+  return OWN_FILE_LINE.test(line);
+}
+
 /** Parses one line of a fail2ban log file (any version and prefix above); undefined if it is not one. */
 export function parseLogLine(line: string): LogRecord | undefined {
   try {
