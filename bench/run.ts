@@ -5,10 +5,11 @@ import { benchCrypto } from "./crypto.js";
 import { benchFanout } from "./fanout.js";
 import { ForeignLoad, machine } from "./lib/load.js";
 import type { BenchResult } from "./lib/result.js";
+import { benchParse } from "./parse.js";
 import { benchSubmit } from "./submit.js";
 
 /**
- * `npm run bench [-- --only crypto,submit,fanout] [--subs N] [--quick]`: runs the benchmarks
+ * `npm run bench [-- --only crypto,submit,fanout,parse] [--subs N] [--quick]`: runs the benchmarks
  * (loopback only, well under a minute), prints a table and writes bench/results/latest.json.
  * Figures to compare across runs or machines are the cost ratios, never the absolute numbers.
  */
@@ -28,6 +29,7 @@ const benches: Record<string, () => Promise<BenchResult>> = {
   crypto: () => benchCrypto({ rounds: quick ? 3 : 5, msPerOp: quick ? 100 : 250 }),
   submit: () => benchSubmit({ rounds: quick ? 2 : 3, msPerRound: quick ? 500 : 1000 }),
   fanout: () => benchFanout({ subscribers, rounds: quick ? 2 : 3, eventsPerRound: quick ? 50 : 200 }),
+  parse: () => benchParse({ rounds: quick ? 3 : 5, msPerOp: quick ? 100 : 250 }),
 };
 const selected = values.only?.split(",") ?? Object.keys(benches);
 for (const name of selected) {

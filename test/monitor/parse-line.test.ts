@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import test from "ava";
 import { MAX_LINE_LENGTH, parseLogLine, parseMessage } from "../../src/monitor/parse-line.js";
+import { PATHOLOGICAL_LINES } from "./fixtures/pathological-lines.js";
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url);
 
@@ -436,23 +437,13 @@ test("parseMessage: a bare journal message, checked against the logger and level
   t.is(parseMessage("[sshd] Ban 192.0.2.1\n[web] Ban 192.0.2.2"), undefined);
 });
 
-test("parseLogLine: pathological lines of the maximum length still parse in linear time", (t) => {
-  const server = "2026-11-29 00:43:01,986 fail2ban.server         [1]: INFO    ";
-  const actions = "2026-11-29 00:43:01,986 fail2ban.actions        [1]: NOTICE  ";
-  const fill = (prefix: string, unit: string) =>
-    prefix + unit.repeat((MAX_LINE_LENGTH - prefix.length) / unit.length);
-  const lines = [
-    fill(`${server}Restart jail '`, "' (reason: "),
-    fill(`${server}Jail '`, "' started "),
-    fill(`${server}Reload jail `, "x "),
-    fill(`${actions}[`, "] Ban "),
-    fill(`${actions}[`, "] x already banned "),
-    fill(`${actions}[`, "] Found"),
-    fill("<29>1 t h a p m ", "[x "),
-    fill("Nov 29 00:43:01 ", "a"),
-    fill("fail2ban", " "),
-  ];
-  const start = performance.now();
-  for (const line of lines) for (let i = 0; i < 10; i++) parseLogLine(line);
-  t.true(performance.now() - start < 1000, `took ${performance.now() - start} ms`);
+test("parseLogLine: pathological lines of the maximum length parse to what they are", (t) => {
+  // Speed is measured by the bench (cost per byte against real lines), never timed here; a pattern
+  // that backtracked exponentially would not return at all, and the test's timeout would say so.
+  for (const { line, expected } of PATHOLOGICAL_LINES) {
+    t.true(line.length <= MAX_LINE_LENGTH && line.length > MAX_LINE_LENGTH - 20);
+    const record = parseLogLine(line);
+    if (expected === undefined) t.is(record, undefined, line.slice(0, 80));
+    else t.like(record, expected, line.slice(0, 80));
+  }
 });
