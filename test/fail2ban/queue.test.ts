@@ -284,3 +284,34 @@ f2bTest("against a real server: batches land, and ban-then-unban of one address 
   // call returns first, never one per address.
   t.true(queue.counters.get("calls") <= 6, String(queue.counters.get("calls")));
 });
+
+test("a run function gets what each operation was pushed with; a batch of one starts at once", async (t) => {
+  const runs: { kind: BanKind; jail: string; items: readonly string[]; settle: () => void }[] = [];
+  const queue = new BanQueue<string>(
+    (batch) =>
+      new Promise((resolve) => {
+        runs.push({ ...batch, settle: () => resolve(batch.items.length) });
+      }),
+    { batchSize: 1, concurrency: 1, maxPending: 1 },
+  );
+  t.true(queue.ban("f2bz", "192.0.2.1", "first"));
+  t.deepEqual(
+    runs.map((r) => r.items),
+    [["first"]],
+    "in flight before the tick ends: nothing to coalesce with",
+  );
+  t.true(queue.unban("f2bz", "192.0.2.1", "second"), "the bound counts what waits, not what runs");
+  t.false(queue.ban("f2bz", "192.0.2.2", "third"));
+  runs[0]!.settle();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  t.deepEqual(
+    runs.map((r) => [r.kind, r.items]),
+    [
+      ["ban", ["first"]],
+      ["unban", ["second"]],
+    ],
+  );
+  runs[1]!.settle();
+  await queue.close();
+  t.is(queue.counters.get("unban.sent"), 1);
+});
