@@ -1,9 +1,8 @@
 import { cachedIgnoreList } from "../ban-helper/ignore-list.js";
+import { hostAwareNeverBan } from "../ban-helper/never-ban.js";
 import { BanHelperServer } from "../ban-helper/server.js";
 import { resolveGroup, systemdListenFd } from "../ban-helper/system.js";
 import { Fail2banClient } from "../fail2ban/client.js";
-import { HostAddressWatch } from "../policy/host-addresses.js";
-import { NeverBanList } from "../policy/never-ban.js";
 import { type Command, configOption } from "./command.js";
 import { runDaemon } from "./daemon.js";
 
@@ -22,15 +21,7 @@ export const banHelper: Command = {
   run: (ctx) =>
     runDaemon(ctx, "banHelper", async (config, logger) => {
       const section = config.banHelper;
-      const listFor = (host: readonly string[]) =>
-        NeverBanList.create({ entries: section.neverBan, hostAddresses: host });
-      const hosts = new HostAddressWatch({
-        onChange: (addresses) => {
-          neverBan = listFor(addresses);
-          logger.info({ addresses }, "host addresses changed");
-        },
-      });
-      let neverBan = listFor(hosts.addresses);
+      const neverBan = hostAwareNeverBan(section.neverBan, logger);
       const client = new Fail2banClient({ client: section.client, timeoutMs: section.timeout });
       // Socket activation is read here, at the edge; the socket unit then owns path, mode and group.
       const fd = systemdListenFd(ctx.env, process.pid);
@@ -45,10 +36,10 @@ export const banHelper: Command = {
         executor: client,
         ignoreList: cachedIgnoreList(client),
         jails: section.jails,
-        neverBan: () => neverBan,
+        neverBan: neverBan.list,
         logger,
       }).catch((error: unknown) => {
-        hosts.close();
+        neverBan.close();
         throw error;
       });
       // Not fatal: fail2ban may start after the helper. Tells the operator early about a missing jail.
@@ -62,7 +53,7 @@ export const banHelper: Command = {
       return {
         counters: server.counters,
         close: async () => {
-          hosts.close();
+          neverBan.close();
           await server.close();
         },
       };

@@ -1,11 +1,11 @@
 import type { Counters } from "../logging.js";
-import type { LogRecord } from "./parse-line.js";
+import type { LogRecord } from "../fail2ban/log-line.js";
 
 /** What the monitor propagates: a real ban or unban, in log order. */
 export interface MonitorEvent {
   kind: "ban" | "unban";
   jail: string;
-  /** As logged; not validated yet (see parse-line.ts). */
+  /** As logged; not validated yet (see fail2ban/log-line.ts). */
   ip: string;
   raw: string;
 }

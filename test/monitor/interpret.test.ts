@@ -2,11 +2,11 @@ import { readFileSync } from "node:fs";
 import test from "ava";
 import { Counters } from "../../src/logging.js";
 import { type InterpreterState, LogInterpreter, type MonitorEvent } from "../../src/monitor/interpret.js";
-import { parseLogLine } from "../../src/monitor/parse-line.js";
+import { parseLogLine } from "../../src/fail2ban/log-line.js";
 
 const fixtureLines = (...names: string[]) =>
   names.flatMap((name) =>
-    readFileSync(new URL(`./fixtures/${name}`, import.meta.url), "utf8")
+    readFileSync(new URL(`../fail2ban/fixtures/${name}`, import.meta.url), "utf8")
       .split("\n")
       .filter((l) => l.length > 0),
   );
@@ -99,7 +99,7 @@ test("real 1.0.2 flush, unban --all, rotation, and a restart at loglevel NOTICE"
 });
 
 test("real syslog datagrams: ban, ban, unban; the shutdown's unban is dropped", (t) => {
-  const lines = readFileSync(new URL("./fixtures/f2b-1.0.2-syslog.datagrams", import.meta.url), "utf8")
+  const lines = readFileSync(new URL("../fail2ban/fixtures/f2b-1.0.2-syslog.datagrams", import.meta.url), "utf8")
     .split("\n")
     .filter((l) => l.length > 0)
     .map((l) => JSON.parse(l) as string);
