@@ -106,19 +106,20 @@ function identify(db: Db, file: string, role: StateRole, migrations: readonly st
       other ? `it is the ${other.owner}'s` : `application_id 0x${(applicationId >>> 0).toString(16)}`,
     );
   }
-  if (version > migrations.length) {
+  // Files written before the application id was set (id 0) are adopted only when their tables are
+  // exactly those of their schema version; the same check catches a damaged file of ours.
+  const newer = version > migrations.length;
+  const expected = newer ? [] : expectedTables(migrations, version);
+  const missing = expected.filter((name) => !tables.includes(name));
+  const extra = tables.filter((name) => !expected.includes(name));
+  if (applicationId === 0 && (version === 0 || newer || missing.length > 0 || extra.length > 0)) {
+    throw notOurs(file, role, `tables ${quote(tables.join(", "))}, schema version ${version}`);
+  }
+  if (newer) {
     throw new F2bzError(
       "IO_FAILED",
       `state file ${quote(file)} has schema version ${version}, newer than this f2bz (${migrations.length})`,
     );
-  }
-  // Files written before the application id was set (id 0) are adopted only when their tables are
-  // exactly those of their schema version; the same check catches a damaged file of ours.
-  const expected = expectedTables(migrations, version);
-  const missing = expected.filter((name) => !tables.includes(name));
-  const extra = tables.filter((name) => !expected.includes(name));
-  if (applicationId === 0 && (version === 0 || missing.length > 0 || extra.length > 0)) {
-    throw notOurs(file, role, `tables ${quote(tables.join(", "))}, schema version ${version}`);
   }
   if (missing.length > 0) {
     throw new F2bzError(
