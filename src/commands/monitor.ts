@@ -19,8 +19,8 @@ export const monitor: Command = {
       const running = await startMonitor(config, logger, { signal });
       return {
         close: () => running.close(),
+        metrics: running.metrics,
         counters: running.counters,
-        gauges: () => ({ "outbox.entries": running.outbox.size() }),
       };
     }),
 };

@@ -169,11 +169,32 @@ export const CATALOGUE = {
   // Monitor.
   log_lines_suppressed_total: {
     type: "counter",
-    help: "Ban/Unban lines of fail2ban not published, by reason",
+    help: "lines of fail2ban's log that are no ban to publish, by reason (fail2ban's own, or the interpreter's)",
     processes: ["monitor"],
     labels: {
-      reason: ["ignored-jail", "restore", "reban", "already-banned", "repeal", "shutdown", "ledger", "other"],
+      reason: [
+        "restore-ban",
+        "reban",
+        "increase-ban",
+        "already-banned",
+        "repeal-ban",
+        "found",
+        "attempt",
+        "ignore",
+        "flush",
+        "other",
+        "ignored-jail",
+        "stop-flush",
+        "hold-overflow",
+        "held-dropped",
+      ],
     },
+  },
+  log_lines_dropped_total: {
+    type: "counter",
+    help: "Ban/Unban lines that no event can carry, by reason",
+    processes: ["monitor"],
+    labels: { reason: ["invalid-jail", "invalid-ip", "unsignable"] },
   },
   log_source_events_total: {
     type: "counter",
@@ -222,7 +243,7 @@ export const CATALOGUE = {
   },
   publish_latency_seconds: {
     type: "histogram",
-    help: "from reading the log line to the first publisher's acknowledgement",
+    help: "from signing a log line's event to a publisher's acknowledgement, per publisher that acknowledged it",
     processes: ["monitor"],
     buckets: LATENCY_BUCKETS,
   },

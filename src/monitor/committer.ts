@@ -1,4 +1,5 @@
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { SerialQueue } from "../toolkit/serial-queue.js";
 import { type Schedule, sleep } from "../toolkit/wake-up.js";
@@ -20,7 +21,7 @@ export interface CommitterOptions {
   signal: AbortSignal;
   schedule?: Schedule;
   logger: Logger;
-  counters: Counters;
+  metrics: Metrics;
 }
 
 /**
@@ -68,7 +69,7 @@ export class Committer {
           this.o.outbox.commit(this.o.source, entries, position, state);
           this.saved = Math.max(this.saved, upTo);
           for (const entry of entries) {
-            this.o.counters.inc("events.published");
+            this.o.metrics.inc("events_published_total");
             this.o.logger.info(
               { id: entry.id, kind: entry.kind, jail: entry.jail, ip: entry.ip },
               "event queued",
@@ -77,7 +78,7 @@ export class Committer {
           if (entries.length > 0) this.o.onQueued();
           return;
         } catch (error) {
-          this.o.counters.inc("outbox.commit-failed");
+          this.o.metrics.inc("outbox_commit_failures_total");
           if (this.o.signal.aborted) return;
           this.errors.error(
             "commit",

@@ -4,6 +4,7 @@ import { F2bzError, quote } from "../errors.js";
 import { loadSecretIdentity } from "../keys/files.js";
 import { keyHex, loadPinnedKey } from "../keys/store.js";
 import { Counters, type Logger } from "../logging.js";
+import { Metrics } from "../metrics/registry.js";
 import { SUBSCRIBER_STATE_FILE } from "../state/files.js";
 import { ResourceStack } from "../toolkit/resource-stack.js";
 import { type Schedule, WakeUp } from "../toolkit/wake-up.js";
@@ -32,6 +33,8 @@ export interface MonitorOptions {
 const TICK_MS = 1_000;
 
 export interface RunningMonitor {
+  metrics: Metrics;
+  /** The log tailer's, by name (to move to `metrics` with the tailers). */
   counters: Counters;
   outbox: Outbox;
   close(): Promise<void>;
@@ -58,6 +61,8 @@ export async function startMonitor(
   const now = options.now ?? Date.now;
   const identity = await loadSecretIdentity(config.node.identity);
   const publishers = await pinnedPublishers(settings.publishers);
+  const metrics = new Metrics("monitor");
+  // The log tailers still count by name; served beside the catalogue until they move to it.
   const counters = new Counters();
   // Closed in reverse: the abort first (every loop ends), the store last.
   const resources = new ResourceStack((error) =>
@@ -68,6 +73,7 @@ export async function startMonitor(
   const onAbort = () => stop.abort();
   try {
     const outbox = resources.use(new Outbox(config.node.stateDir, publishers));
+    metrics.onCollect(() => metrics.set("outbox_events", outbox.size()));
     const source = settings.source;
     const input = await openLogInput(settings, {
       saved: outbox.position(source),
@@ -77,7 +83,7 @@ export async function startMonitor(
     });
     resources.use(input);
     const interpreter = new LogInterpreter(
-      { ignoreJails: settings.ignoreJails, holdUnbanMs: settings.unbanHold, counters, now },
+      { ignoreJails: settings.ignoreJails, holdUnbanMs: settings.unbanHold, metrics, now },
       outbox.interpreterState(source) as InterpreterState | undefined,
     );
     const ledger = resources.use(new LedgerReader(path.join(config.node.stateDir, SUBSCRIBER_STATE_FILE)));
@@ -99,7 +105,7 @@ export async function startMonitor(
           now,
           ...(options.schedule ? { schedule: options.schedule } : {}),
           logger,
-          counters,
+          metrics,
         }),
       ),
     );
@@ -113,7 +119,7 @@ export async function startMonitor(
         allowCidr: config.events.allowCidr,
         now,
         logger: log,
-        counters,
+        metrics,
       }),
       onQueued: () => {
         for (const link of links) link.notify();
@@ -121,7 +127,7 @@ export async function startMonitor(
       signal,
       ...(options.schedule ? { schedule: options.schedule } : {}),
       logger: log,
-      counters,
+      metrics,
     });
     resources.defer(() => committer.flush());
     const reading = readLog(input, {
@@ -132,7 +138,7 @@ export async function startMonitor(
       room,
       signal,
       logger: log,
-      counters,
+      metrics,
     });
     resources.defer(() => reading);
 
@@ -163,7 +169,7 @@ export async function startMonitor(
       },
       "reading fail2ban's log",
     );
-    return { counters, outbox, close: () => resources.close() };
+    return { metrics, counters, outbox, close: () => resources.close() };
   } catch (error) {
     stop.abort();
     await resources.close().catch(() => {});

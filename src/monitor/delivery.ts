@@ -1,6 +1,7 @@
 import type * as zmq from "zeromq";
 import { fingerprint } from "../keys/identity.js";
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { encodeEventFrames } from "../protocol/frames.js";
 import type { RejectReason } from "../protocol/reasons.js";
 import { decodeSubmitReply } from "../protocol/submit.js";
@@ -23,7 +24,7 @@ export interface LinkOptions {
   /** Entries older than this are re-signed before sending (half the acceptance window). */
   maxAgeMs: number;
   logger: Logger;
-  counters: Counters;
+  metrics: Metrics;
   /** After every acknowledgement or drop: the outbox may have room again. */
   onProgress?: () => void;
   backoff?: { initialMs: number; maxMs: number };
@@ -115,13 +116,13 @@ export class PublisherLink {
           this.progress();
           // Undefined: its ban is over, or another link replaced it; either way, look again.
           if (!fresh) continue;
-          this.o.counters.inc("delivery.resigned");
+          this.o.metrics.inc("deliveries_total", { result: "resigned" });
           entry = fresh;
         }
         await this.deliver(entry);
       } catch (error) {
         if (this.closed) return;
-        this.o.counters.inc("delivery.error");
+        this.o.metrics.inc("deliveries_total", { result: "error" });
         this.reset();
         this.problem("delivery failed", { err: (error as Error).message });
         await this.sleep(this.nextBackoff());
@@ -139,7 +140,7 @@ export class PublisherLink {
     } catch (error) {
       if (this.closed) return;
       if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
-      this.o.counters.inc("delivery.timeout");
+      this.o.metrics.inc("deliveries_total", { result: "timeout" });
       this.reset();
       this.problem("no reply from publisher in time: reconnecting and resending", { id: entry.id });
       await this.sleep(this.nextBackoff());
@@ -152,7 +153,7 @@ export class PublisherLink {
       reply.ok &&
       (reply.message.id === entry.id || (reply.message.type === "nack" && reply.message.id === ""));
     if (!reply.ok || !forEntry) {
-      this.o.counters.inc("delivery.bad-reply");
+      this.o.metrics.inc("deliveries_total", { result: "bad-reply" });
       this.reset();
       this.problem("unexpected reply from publisher: reconnecting", {
         reason: reply.ok ? "id" : reply.reason,
@@ -162,13 +163,15 @@ export class PublisherLink {
     }
     if (reply.message.type === "ack") {
       this.o.outbox.acknowledge(this.o.name, entry.id);
-      this.o.counters.inc("delivery.acked");
+      this.o.metrics.inc("deliveries_total", { result: "acked" });
+      this.o.metrics.observe("publish_latency_seconds", Math.max(0, this.now() - entry.time) / 1000);
       this.backoffMs = this.backoff.initialMs;
       this.progress();
       return;
     }
     const reason = reply.message.reason;
-    this.o.counters.inc(`delivery.nack.${reason}`);
+    this.o.metrics.inc("deliveries_total", { result: "nacked" });
+    this.o.metrics.inc("deliveries_nacked_total", { reason });
     if (reason === "stale") {
       // The publisher's window is shorter than ours: sign it again and resend at once. Refused
       // again although just signed, their clock is ahead of ours: back off, or this would spin.
@@ -216,7 +219,7 @@ export class PublisherLink {
           this.brokenHandshakes = 0;
           this.log.info("connected to publisher");
         } else if (event.type === "handshake:error:auth") {
-          this.o.counters.inc("delivery.refused");
+          this.o.metrics.inc("deliveries_total", { result: "refused" });
           this.problem(
             "publisher refused our key: add this node's public .key to the publisher's keys/authorized/monitors",
             { status: event.error.status },

@@ -1,4 +1,5 @@
-import type { Counters } from "../logging.js";
+import type { LabelsOf } from "../metrics/catalogue.js";
+import type { Metrics } from "../metrics/registry.js";
 import type { LogRecord } from "../fail2ban/log-line.js";
 
 /** What the monitor propagates: a real ban or unban, in log order. */
@@ -22,8 +23,8 @@ export interface LogInterpreterOptions {
   holdUnbanMs?: number;
   /** Clock for the hold; injectable for tests. */
   now?: () => number;
-  /** Suppressed lines by reason, as `monitor.suppressed.<reason>`. */
-  counters?: Counters;
+  /** Suppressed lines by reason, as `log_lines_suppressed_total{reason}`. */
+  metrics?: Metrics;
 }
 
 /** The interpreter's state, JSON-safe, to persist atomically with the log position it belongs to. */
@@ -84,7 +85,7 @@ export class LogInterpreter {
   private readonly ignoreJails: ReadonlySet<string>;
   private readonly holdMs: number;
   private readonly now: () => number;
-  private readonly counters: Counters | undefined;
+  private readonly metrics: Metrics | undefined;
 
   private allStopping = false;
   private readonly restarted = new Set<string>();
@@ -98,7 +99,7 @@ export class LogInterpreter {
     this.ignoreJails = new Set(options.ignoreJails ?? []);
     this.holdMs = Math.max(0, options.holdUnbanMs ?? DEFAULT_HOLD_MS);
     this.now = options.now ?? Date.now;
-    this.counters = options.counters;
+    this.metrics = options.metrics;
     if (state) this.load(state);
   }
 
@@ -259,7 +260,7 @@ export class LogInterpreter {
     this.count("held-dropped", before - this.held.length);
   }
 
-  private count(reason: string, by = 1): void {
-    if (by > 0) this.counters?.inc(`monitor.suppressed.${reason}`, by);
+  private count(reason: LabelsOf<"log_lines_suppressed_total">["reason"], by = 1): void {
+    if (by > 0) this.metrics?.inc("log_lines_suppressed_total", { reason }, by);
   }
 }

@@ -1,11 +1,15 @@
 import { F2bzError } from "../errors.js";
-import { type Counters, type Logger, untrusted } from "../logging.js";
+import { type Logger, untrusted } from "../logging.js";
+import type { LabelsOf } from "../metrics/catalogue.js";
+import type { Metrics } from "../metrics/registry.js";
 import { parseAddress } from "../policy/address.js";
 import { isValidJail } from "../policy/jail.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import type { EventFactory, SignedEntry } from "./event-factory.js";
 import type { MonitorEvent } from "./interpret.js";
 import type { LedgerReader } from "./ledger-reader.js";
+
+type DropReason = LabelsOf<"log_lines_dropped_total">["reason"];
 
 export interface PublishableOptions {
   events: EventFactory;
@@ -14,7 +18,7 @@ export interface PublishableOptions {
   allowCidr: boolean;
   now: () => number;
   logger: Logger;
-  counters: Counters;
+  metrics: Metrics;
 }
 
 /**
@@ -36,7 +40,7 @@ export class PublishableEvents {
       // fail2ban allows jail names (blanks, brackets, long names) that events cannot carry.
       if (!isValidJail(event.jail)) {
         this.dropped(
-          "lines.invalid-jail",
+          "invalid-jail",
           { jail: untrusted(event.jail, 60) },
           "ban of a jail name f2bz cannot carry ignored",
         );
@@ -47,14 +51,14 @@ export class PublishableEvents {
         : parseAddress(event.ip, { allowCidr: this.o.allowCidr });
       if (!address.ok) {
         this.dropped(
-          "lines.invalid-ip",
+          "invalid-ip",
           { ip: untrusted(event.ip, 60), reason: address.reason },
           "log line with an invalid address ignored",
         );
         continue;
       }
       if (this.o.ledger.applied(event.kind, event.jail, address.ip, now)) {
-        this.o.counters.inc("events.echo");
+        this.o.metrics.inc("events_echo_total");
         this.o.logger.debug(
           { kind: event.kind, jail: event.jail, ip: address.ip },
           "applied from the cluster: not published",
@@ -66,19 +70,15 @@ export class PublishableEvents {
       } catch (error) {
         // Refused by the receivers' own parser (say, a ban time of 0): retrying cannot help.
         if (!(error instanceof F2bzError && error.code === "MESSAGE_REJECTED")) throw error;
-        this.dropped(
-          "lines.unsignable",
-          { err: error.message },
-          "event that receivers would refuse not published",
-        );
+        this.dropped("unsignable", { err: error.message }, "event that receivers would refuse not published");
       }
     }
     return entries;
   }
 
-  private dropped(counter: string, fields: Record<string, unknown>, message: string): void {
-    this.o.counters.inc(counter);
-    this.dropLog.warn(counter, fields, message);
+  private dropped(reason: DropReason, fields: Record<string, unknown>, message: string): void {
+    this.o.metrics.inc("log_lines_dropped_total", { reason });
+    this.dropLog.warn(reason, fields, message);
   }
 }
 

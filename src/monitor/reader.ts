@@ -1,4 +1,5 @@
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import type { WakeUp } from "../toolkit/wake-up.js";
 import type { Committer } from "./committer.js";
@@ -16,7 +17,7 @@ export interface ReaderOptions {
   room: WakeUp;
   signal: AbortSignal;
   logger: Logger;
-  counters: Counters;
+  metrics: Metrics;
 }
 
 /**
@@ -30,7 +31,7 @@ export async function readLog(input: LogInput, o: ReaderOptions): Promise<void> 
   /** False when the monitor stopped meanwhile (the line is then read again at the next start). */
   const roomInOutbox = async (): Promise<boolean> => {
     if (o.outbox.size() < o.limit) return !o.signal.aborted;
-    o.counters.inc("outbox.full");
+    o.metrics.inc("outbox_full_total");
     const announced = fullLog.error(
       "full",
       { limit: o.limit },

@@ -74,7 +74,10 @@ test("a publisher down for a while, then up, gets every event exactly once, in o
   await lab.append(...bans.map((ip) => banLine("sshd", ip)));
   await queued(logs, bans.length);
   // It did try, and did not hang on the missing reply.
-  await until(() => (monitor.counters.get("delivery.timeout") >= 1 ? true : undefined), "a delivery timeout");
+  await until(
+    () => (monitor.metrics.get("deliveries_total", { result: "timeout" }) >= 1 ? true : undefined),
+    "a delivery timeout",
+  );
   t.is(monitor.outbox.size(), bans.length);
 
   const { feed } = await lab.startPublisher();
@@ -161,8 +164,8 @@ test("a reply that never comes: after ackTimeout the link reconnects and resends
   const ids = (await queued(logs, 3)).map((l) => l.id as string);
   await drained(monitor);
   t.deepEqual(fake.received, [ids[0], ids[0], ids[1], ids[2]], "the lost one resent with the same id");
-  t.is(monitor.counters.get("delivery.timeout"), 1);
-  t.is(monitor.counters.get("delivery.acked"), 3);
+  t.is(monitor.metrics.get("deliveries_total", { result: "timeout" }), 1);
+  t.is(monitor.metrics.get("deliveries_total", { result: "acked" }), 3);
   t.truthy(logs.find((l) => l.msg === "no reply from publisher in time: reconnecting and resending"));
 });
 
@@ -301,7 +304,10 @@ test("a full outbox pauses reading with one clear log line; nothing is lost once
   t.is(full.limit, 2);
   t.is(monitor.outbox.size(), 2);
   // Delivery keeps trying meanwhile; the pause is still announced once.
-  await until(() => (monitor.counters.get("delivery.timeout") >= 2 ? true : undefined), "two timeouts");
+  await until(
+    () => (monitor.metrics.get("deliveries_total", { result: "timeout" }) >= 2 ? true : undefined),
+    "two timeouts",
+  );
   t.is(monitor.outbox.size(), 2);
   t.is(count(logs, "event queued"), 2);
 
@@ -345,8 +351,8 @@ test("bans of ignored jails and bans the local subscriber applied (its ledger) a
   await feed.waitEvent("ban", "198.51.100.9");
   await drained(monitor);
   t.deepEqual(feed.describe(), ["ban sshd 198.51.100.1", "ban web 198.51.100.7", "ban sshd 198.51.100.9"]);
-  t.is(monitor.counters.get("events.echo"), 3);
-  t.is(monitor.counters.get("monitor.suppressed.ignored-jail"), 2);
+  t.is(monitor.metrics.get("events_echo_total"), 3);
+  t.is(monitor.metrics.get("log_lines_suppressed_total", { reason: "ignored-jail" }), 2);
 });
 
 test("bans f2bz cannot carry (odd jail names, invalid addresses) are skipped; reading goes on", async (t) => {
@@ -363,8 +369,8 @@ test("bans f2bz cannot carry (odd jail names, invalid addresses) are skipped; re
   );
   await feed.waitEvent("ban", "198.51.100.3");
   t.deepEqual(feed.describe(), ["ban sshd 198.51.100.3"]);
-  t.is(monitor.counters.get("lines.invalid-jail"), 2);
-  t.is(monitor.counters.get("lines.invalid-ip"), 2);
+  t.is(monitor.metrics.get("log_lines_dropped_total", { reason: "invalid-jail" }), 2);
+  t.is(monitor.metrics.get("log_lines_dropped_total", { reason: "invalid-ip" }), 2);
   t.truthy(
     logs.find((l) => l.msg === "ban of a jail name f2bz cannot carry ignored" && l.jail === "has space"),
   );
@@ -383,7 +389,7 @@ test("a never-ban refusal drops the event for that publisher with an error; late
   const rejected = logs.find((l) => l.msg === "publisher rejected the event: dropped for this publisher");
   t.is(rejected?.level, 50);
   t.is(rejected?.reason, "never-ban");
-  t.is(monitor.counters.get("delivery.nack.never-ban"), 1);
+  t.is(monitor.metrics.get("deliveries_nacked_total", { reason: "never-ban" }), 1);
 });
 
 test("an unauthorized origin is retried with back-off and delivered once its key is authorized", async (t) => {
@@ -398,7 +404,8 @@ test("an unauthorized origin is retried with back-off and delivered once its key
   const { monitor, logs } = await lab.startMonitor();
   await lab.append(banLine("sshd", "198.51.100.1"));
   await until(
-    () => (monitor.counters.get("delivery.nack.unauthorized") >= 2 ? true : undefined),
+    () =>
+      monitor.metrics.get("deliveries_nacked_total", { reason: "unauthorized" }) >= 2 ? true : undefined,
     "two unauthorized replies",
   );
   const warning = logs.find((l) => l.msg === "publisher refused the event for now: retrying");
@@ -437,7 +444,7 @@ test("an entry held longer than half the window is signed again before it is sen
   t.true(event.seq > original.seq);
   t.true(event.time > original.time);
   t.is(event.expires, original.expires, "the same ban: its expiry does not move");
-  t.true(monitor.counters.get("delivery.resigned") >= 1);
+  t.true(monitor.metrics.get("deliveries_total", { result: "resigned" }) >= 1);
   t.is(feed.events.length, 1);
 });
 
@@ -461,7 +468,7 @@ test("a stale refusal from a publisher with a shorter window: signed again, in i
   await feed.waitCount(3);
   await drained(monitor);
   t.deepEqual(feed.describe(), ["ban sshd 198.51.100.1", "unban sshd 198.51.100.1", "ban sshd 198.51.100.2"]);
-  t.true(monitor.counters.get("delivery.nack.stale") >= 1);
+  t.true(monitor.metrics.get("deliveries_nacked_total", { reason: "stale" }) >= 1);
   t.not(feed.events[0]!.id, original.id);
   t.is(feed.events[0]!.expires, original.expires);
   t.is(publisher.store.activeCount(), 1, "only .2 is still banned");
@@ -480,7 +487,7 @@ test("a publisher that calls even freshly signed events stale (clock ahead) gets
   t.is(fake.received.length, 4);
   t.is(fake.received[0], first?.id);
   t.is(new Set(fake.received).size, 4, "signed again after each refusal: a new id each time");
-  t.is(monitor.counters.get("delivery.nack.stale"), 3);
+  t.is(monitor.metrics.get("deliveries_nacked_total", { reason: "stale" }), 3);
   const warning = logs.find((l) => l.msg.startsWith("publisher refuses even freshly signed events"));
   t.is(warning?.level, 40);
 });
@@ -513,7 +520,7 @@ test("a publisher that refuses the monitor's key is named in the log, and a pinn
     "the refusal explained",
   );
   t.regex(refused.msg, /keys\/authorized\/monitors$/);
-  t.true(monitor.counters.get("delivery.refused") >= 1);
+  t.true(monitor.metrics.get("deliveries_total", { result: "refused" }) >= 1);
   t.is(monitor.outbox.size(), 1, "the event waits for the key to be authorized");
 
   // Another monitor that pinned the wrong publisher key (its own) never gets a handshake.

@@ -54,8 +54,8 @@ test("bans and unbans of a real fail2ban, IPv4 and IPv6, become exactly those ev
   await lab.waitLog(/\[sshd-test\] Restore Ban 203\.0\.113\.20$/, DEADLINE_MS, since);
   await waitFor(
     () =>
-      monitor.counters.get("monitor.suppressed.stop-flush") >= 2 &&
-      monitor.counters.get("monitor.suppressed.restore-ban") >= 2
+      monitor.metrics.get("log_lines_suppressed_total", { reason: "stop-flush" }) >= 2 &&
+      monitor.metrics.get("log_lines_suppressed_total", { reason: "restore-ban" }) >= 2
         ? true
         : undefined,
     { timeoutMs: DEADLINE_MS, what: "the monitor to read the restart" },

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import test from "ava";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { type InterpreterState, LogInterpreter, type MonitorEvent } from "../../src/monitor/interpret.js";
 import { parseLogLine } from "../../src/fail2ban/log-line.js";
 
@@ -21,7 +21,7 @@ const lineTime = (line: string) =>
  */
 function replay(
   lines: string[],
-  options: { holdUnbanMs?: number; ignoreJails?: string[]; counters?: Counters } = {},
+  options: { holdUnbanMs?: number; ignoreJails?: string[]; metrics?: Metrics } = {},
 ) {
   let now = 0;
   const interpreter = new LogInterpreter({ ...options, now: () => now });
@@ -40,8 +40,8 @@ function replay(
 const short = (events: MonitorEvent[]) => events.map((e) => `${e.kind} ${e.jail} ${e.ip}`);
 
 test("real 1.0.2 lifecycle: only real bans and unbans; no stop burst, no restore, no per-jail flush", (t) => {
-  const counters = new Counters();
-  const { events } = replay(fixtureLines("f2b-1.0.2-lifecycle.log"), { counters });
+  const metrics = new Metrics("monitor");
+  const { events } = replay(fixtureLines("f2b-1.0.2-lifecycle.log"), { metrics });
   t.deepEqual(short(events), [
     "ban sshd-test 192.0.2.10",
     "ban web-01 2001:db8::10",
@@ -64,10 +64,10 @@ test("real 1.0.2 lifecycle: only real bans and unbans; no stop burst, no restore
     "ban sshd-test 192.0.2.41",
     // server stop: 7 Unbans — nothing
   ]);
-  t.is(counters.get("monitor.suppressed.stop-flush"), 2 + 3 + 4 + 6 + 7);
-  t.is(counters.get("monitor.suppressed.held-dropped"), 2);
-  t.is(counters.get("monitor.suppressed.restore-ban"), 2 + 6 + 6);
-  t.is(counters.get("monitor.suppressed.already-banned"), 1);
+  t.is(metrics.get("log_lines_suppressed_total", { reason: "stop-flush" }), 2 + 3 + 4 + 6 + 7);
+  t.is(metrics.get("log_lines_suppressed_total", { reason: "held-dropped" }), 2);
+  t.is(metrics.get("log_lines_suppressed_total", { reason: "restore-ban" }), 2 + 6 + 6);
+  t.is(metrics.get("log_lines_suppressed_total", { reason: "already-banned" }), 1);
 });
 
 test("real 1.0.2 flush, unban --all, rotation, and a restart at loglevel NOTICE", (t) => {
