@@ -1,5 +1,3 @@
-import { promises as fs } from "node:fs";
-import path from "node:path";
 import {
   activeEntries,
   directorySignature,
@@ -8,16 +6,15 @@ import {
   type KeySet,
   keyHex,
   loadKeySet,
-  pendingDir,
-  pendingId,
   type Role,
   revokedDir,
   roleDir,
   type SkippedEntry,
 } from "../keys/store.js";
-import { type Logger, RateLimitedLog } from "../logging.js";
+import { LimitedLog, type Logger, RateLimitedLog } from "../logging.js";
 import { Metrics } from "../metrics/registry.js";
-import { writePendingKey } from "./pending.js";
+import { SerialQueue } from "../toolkit/serial-queue.js";
+import { PendingRecorder } from "./pending-recorder.js";
 import { ZAP_DOMAINS, type ZapDomain } from "./sockets.js";
 import type { ZapPeer, ZapRegistry } from "./zap.js";
 
@@ -36,8 +33,6 @@ import type { ZapPeer, ZapRegistry } from "./zap.js";
  * in place; the owner then re-binds that domain's endpoints so live sessions of the key end (ZAP
  * runs only at handshake).
  */
-export const ROLE_OF_DOMAIN: Readonly<Record<ZapDomain, Role>> = { submit: "monitor", feed: "subscriber" };
-
 export type ReloadResult =
   | { ok: true; removed: ZapDomain[]; skipped: SkippedEntry[] }
   | { ok: false; error: Error };
@@ -70,25 +65,6 @@ interface Index {
   counts: { monitors: number; subscribers: number; revoked: number };
 }
 
-interface PendingRecord {
-  id: string;
-  domain: ZapDomain;
-  curvePublic: Uint8Array;
-  address: string;
-  firstSeen: string;
-  lastSeen: string;
-  attempts: number;
-  /** `now()` of the last attempt: the record least recently seen makes room first. */
-  seenAt: number;
-  /** `now()` of the last write started; -Infinity before the first. */
-  lastWrite: number;
-  /** `now()` when the last write finished (or failed). */
-  settled: number;
-  writing: boolean;
-  /** Whether a file from an earlier run was merged (first-seen, attempts) already. */
-  merged: boolean;
-}
-
 export class AccessControl implements ZapRegistry {
   private set: KeySet;
   private index: Index;
@@ -96,16 +72,11 @@ export class AccessControl implements ZapRegistry {
   private signature = "";
   private readonly metrics: Metrics;
   private readonly log: Logger;
-  private readonly errorLog = new RateLimitedLog(60_000, 1);
-  private readonly dropLog = new RateLimitedLog(60_000, 1);
-  private readonly skipLog = new RateLimitedLog(300_000, 1);
-  private readonly now: () => number;
-  private readonly pending = new Map<string, PendingRecord>();
-  /** Files under pending/ by id, with their mtime: the last-seen of a record from an earlier run. */
-  private pendingOnDisk = new Map<string, number>();
-  private readonly writes = new Set<Promise<void>>();
-  private readonly removals = new Map<string, Promise<void>>();
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly errorLog: LimitedLog;
+  private readonly skipLog: LimitedLog;
+  private readonly recorder: PendingRecorder;
+  /** Loads, polls and close run one at a time. */
+  private readonly loads = new SerialQueue();
   private timer: NodeJS.Timeout | undefined;
   private isClosed = false;
 
@@ -116,7 +87,16 @@ export class AccessControl implements ZapRegistry {
   ) {
     this.metrics = options.metrics ?? new Metrics("publisher");
     this.log = options.logger.child({ component: "access" });
-    this.now = options.now ?? Date.now;
+    this.errorLog = new LimitedLog(this.log, new RateLimitedLog(60_000, 1));
+    this.skipLog = new LimitedLog(this.log, new RateLimitedLog(300_000, 1));
+    this.recorder = new PendingRecorder(keysDir, {
+      logger: this.log,
+      metrics: this.metrics,
+      now: options.now ?? Date.now,
+      maxPending: options.maxPending,
+      maxPendingPerAddress: options.maxPendingPerAddress,
+      pendingWriteIntervalMs: options.pendingWriteIntervalMs,
+    });
     this.set = loaded.set;
     this.index = buildIndex(loaded.set);
     this.signature = loaded.signature;
@@ -132,7 +112,7 @@ export class AccessControl implements ZapRegistry {
     const access = new AccessControl(keysDir, options, { set, signature });
     access.log.info({ ...access.index.counts, skipped: skipped.length }, "keys loaded");
     access.reportSkipped(skipped);
-    await access.readPending();
+    await access.recorder.refresh();
     access.schedule();
     return access;
   }
@@ -167,81 +147,18 @@ export class AccessControl implements ZapRegistry {
 
   /** Loads the directory now, whether or not it changed. Serialised with the poller. */
   reload(): Promise<ReloadResult> {
-    return this.serialise(() => this.load());
+    return this.loads.run(() => this.load());
   }
 
-  /**
-   * Records an unknown key under pending/ for `f2bz keys pending|accept`. Called from the ZAP
-   * handler: returns at once, the write runs in the background. Threat: a scanner cycling keys
-   * would fill the disk, so the number of files and the write rate per key are bounded; and it
-   * would fill those slots so that a genuine new node is never recorded, so a full pending/ makes
-   * room by dropping its least recently seen key, and one address holds only a few slots.
-   */
+  /** Records an unknown key under pending/ (PendingRecorder); called from the ZAP handler. */
   readonly recordUnknown = (domain: ZapDomain, address: string, curvePublic: Uint8Array): void => {
     if (this.isClosed) return;
-    const hex = keyHex(curvePublic);
-    const id = pendingId(curvePublic);
-    const now = this.now();
-    let record = this.pending.get(id);
-    if (!record) {
-      if (!this.pendingOnDisk.has(id) && !this.makeRoom(address)) {
-        this.metrics.inc("pending_keys_total", { result: "dropped" });
-        const suppressed = this.dropLog.allow("limit");
-        if (suppressed !== undefined) {
-          this.log.warn(
-            { dir: pendingDir(this.keysDir), suppressed },
-            "pending keys limit reached, key dropped",
-          );
-        }
-        return;
-      }
-      const seen = new Date(now).toISOString();
-      record = {
-        id,
-        domain,
-        curvePublic: Uint8Array.from(curvePublic),
-        address: "",
-        firstSeen: seen,
-        lastSeen: seen,
-        seenAt: now,
-        attempts: 0,
-        lastWrite: Number.NEGATIVE_INFINITY,
-        settled: Number.NEGATIVE_INFINITY,
-        writing: false,
-        merged: false,
-      };
-      this.pending.set(id, record);
-    }
-    record.attempts++;
-    record.address = address;
-    record.lastSeen = new Date(now).toISOString();
-    record.seenAt = now;
-    if (record.writing || now - record.lastWrite < (this.options.pendingWriteIntervalMs ?? 5_000)) return;
-    record.lastWrite = now;
-    record.writing = true;
-    const known = this.index.known.get(hex);
-    // After an eviction of the same id still in flight, so that it cannot delete this write.
-    const write = (this.removals.get(id) ?? Promise.resolve())
-      .then(() => writePendingKey(this.keysDir, record, ROLE_OF_DOMAIN[record.domain], known))
-      .then(() => {
-        this.metrics.inc("pending_keys_total", { result: "written" });
-        this.pendingOnDisk.set(record.id, record.seenAt);
-      })
-      .catch((error: unknown) => {
-        this.metrics.inc("pending_keys_total", { result: "write-failed" });
-        this.log.error({ err: error, id: record.id }, "cannot record pending key");
-      })
-      .finally(() => {
-        record.writing = false;
-        record.settled = this.now();
-        this.writes.delete(write);
-      });
-    this.writes.add(write);
+    this.recorder.record(domain, address, curvePublic, this.index.known.get(keyHex(curvePublic)));
   };
 
   /** Waits for the pending/ writes in flight. */
-  async flushPending(): Promise<void> {
-    while (this.writes.size > 0) await Promise.all([...this.writes]);
+  flushPending(): Promise<void> {
+    return this.recorder.flush();
   }
 
   /** Stops polling and waits for background writes. Idempotent. */
@@ -249,21 +166,15 @@ export class AccessControl implements ZapRegistry {
     this.isClosed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await this.chain.catch(() => {});
-    await this.flushPending();
-  }
-
-  private serialise<T>(task: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(task);
-    this.chain = next.catch(() => {});
-    return next;
+    await this.loads.idle();
+    await this.recorder.flush();
   }
 
   private schedule(): void {
     const pollMs = this.options.pollMs ?? 500;
     if (this.isClosed || pollMs <= 0) return;
     this.timer = setTimeout(() => {
-      void this.serialise(() => this.poll()).finally(() => this.schedule());
+      void this.loads.run(() => this.poll()).finally(() => this.schedule());
     }, pollMs);
     // The sockets keep the process alive; a pending poll must not delay exit.
     this.timer.unref();
@@ -273,23 +184,10 @@ export class AccessControl implements ZapRegistry {
     if (this.isClosed) return;
     try {
       if ((await directorySignature(watchedDirs(this.keysDir))) !== this.signature) await this.load();
-      await this.readPending();
+      await this.recorder.refresh();
     } catch (error) {
       this.reportError(error, "cannot poll the key directory");
     }
-  }
-
-  /** pending/ as it is on disk; when it cannot be read, the last listing stands. */
-  private async readPending(): Promise<void> {
-    const started = this.now();
-    try {
-      this.pendingOnDisk = await pendingFiles(this.keysDir);
-    } catch (error) {
-      this.metrics.inc("pending_keys_total", { result: "unreadable" });
-      this.reportError(error, "cannot list pending keys");
-      return;
-    }
-    this.prunePending(started);
   }
 
   private async load(): Promise<ReloadResult> {
@@ -330,8 +228,7 @@ export class AccessControl implements ZapRegistry {
 
   private reportError(error: unknown, message: string): void {
     const text = error instanceof Error ? error.message : String(error);
-    const suppressed = this.errorLog.allow(text);
-    if (suppressed !== undefined) this.log.error({ error: text, suppressed }, message);
+    this.errorLog.error(text, { error: text }, message);
   }
 
   /** Every skipped entry is counted on each load and logged, at most once per file every 5 min. */
@@ -339,70 +236,11 @@ export class AccessControl implements ZapRegistry {
     this.skippedEntries = skipped;
     if (skipped.length > 0) this.metrics.inc("keys_skipped_total", skipped.length);
     for (const entry of skipped) {
-      const suppressed = this.skipLog.allow(`${entry.file}\n${entry.reason}`);
-      if (suppressed !== undefined) {
-        this.log.warn({ file: entry.file, reason: entry.reason, suppressed }, "key skipped");
-      }
-    }
-  }
-
-  private pendingCount(): number {
-    let count = this.pendingOnDisk.size;
-    for (const id of this.pending.keys()) if (!this.pendingOnDisk.has(id)) count++;
-    return count;
-  }
-
-  /**
-   * Room for a new pending key from `address`: the address's least recently seen key goes when it
-   * holds its share, then the least recently seen of all while pending/ is full. A record being
-   * written is never chosen; false when nothing can go.
-   */
-  private makeRoom(address: string): boolean {
-    const ofAddress = [...this.pending.values()].filter((r) => r.address === address && !r.writing);
-    const heldByAddress = [...this.pending.values()].filter((r) => r.address === address).length;
-    if (heldByAddress >= (this.options.maxPendingPerAddress ?? 4)) {
-      const oldest = ofAddress.sort((a, b) => a.seenAt - b.seenAt)[0];
-      if (!oldest) return false;
-      this.evict(oldest.id);
-    }
-    while (this.pendingCount() >= (this.options.maxPending ?? 100)) {
-      let oldest: { id: string; seenAt: number } | undefined;
-      for (const r of this.pending.values()) {
-        if (!r.writing && (!oldest || r.seenAt < oldest.seenAt)) oldest = r;
-      }
-      for (const [id, mtime] of this.pendingOnDisk) {
-        // Only the publisher's own records: a file an operator put there is not ours to delete.
-        if (!this.pending.has(id) && PENDING_ID.test(id) && (!oldest || mtime < oldest.seenAt)) {
-          oldest = { id, seenAt: mtime };
-        }
-      }
-      if (!oldest) return false;
-      this.evict(oldest.id);
-    }
-    return true;
-  }
-
-  private evict(id: string): void {
-    this.pending.delete(id);
-    this.pendingOnDisk.delete(id);
-    this.metrics.inc("pending_keys_total", { result: "evicted" });
-    const removal = fs
-      .rm(path.join(pendingDir(this.keysDir), `${id}.key`), { force: true })
-      .catch((error: unknown) => this.log.error({ err: error, id }, "cannot remove pending key"))
-      .finally(() => {
-        if (this.removals.get(id) === removal) this.removals.delete(id);
-        this.writes.delete(removal);
-      });
-    this.removals.set(id, removal);
-    this.writes.add(removal);
-  }
-
-  /** Forgets records whose file is gone (accepted or deleted) once their last write has landed. */
-  private prunePending(listedAt: number): void {
-    for (const [id, record] of this.pending) {
-      if (!this.pendingOnDisk.has(id) && !record.writing && record.settled < listedAt) {
-        this.pending.delete(id);
-      }
+      this.skipLog.warn(
+        `${entry.file}\n${entry.reason}`,
+        { file: entry.file, reason: entry.reason },
+        "key skipped",
+      );
     }
   }
 }
@@ -448,26 +286,3 @@ const watchedDirs = (keysDir: string): string[] => [
   roleDir(keysDir, "subscriber"),
   revokedDir(keysDir),
 ];
-
-const PENDING_ID = /^[0-9a-f]{16}$/;
-
-/** Files under pending/ by id, with their mtime in ms. */
-async function pendingFiles(keysDir: string): Promise<Map<string, number>> {
-  const dir = pendingDir(keysDir);
-  let names: string[];
-  try {
-    names = (await fs.readdir(dir)).filter((n) => n.endsWith(".key"));
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return new Map();
-    throw error;
-  }
-  const files = new Map<string, number>();
-  for (const name of names) {
-    const mtime = await fs.lstat(path.join(dir, name)).then(
-      (st) => st.mtimeMs,
-      () => undefined,
-    );
-    if (mtime !== undefined) files.set(name.slice(0, -".key".length), mtime);
-  }
-  return files;
-}

@@ -1,6 +1,8 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type * as zmq from "zeromq";
 import { F2bzError, quote } from "../errors.js";
+import { SerialQueue } from "../toolkit/serial-queue.js";
+import { WakeUp } from "../toolkit/wake-up.js";
 import { adoptListener, tcpPort } from "./listener-handover.js";
 
 /**
@@ -40,10 +42,9 @@ export class BoundEndpoint<S extends zmq.Socket> {
   private current: S;
   private generationCount = 0;
   private isClosed = false;
-  /** Serialises rebinds. */
-  private chain: Promise<void> = Promise.resolve();
-  /** Resolved (and replaced) whenever the socket is replaced or the endpoint closes. */
-  private changed = deferred();
+  private readonly rebinds = new SerialQueue();
+  /** Woken whenever the socket is replaced or the endpoint closes. */
+  private readonly changed = new WakeUp();
 
   private constructor(
     private readonly create: () => S,
@@ -101,15 +102,13 @@ export class BoundEndpoint<S extends zmq.Socket> {
         yield this.current;
         continue;
       }
-      await this.changed.promise;
+      await this.changed.wait();
     }
   }
 
   /** Drops every live connection and listens again at the same address. Serialised; a no-op after close. */
   rebind(): Promise<void> {
-    const next = this.chain.then(() => this.replace());
-    this.chain = next.catch(() => {});
-    return next;
+    return this.rebinds.run(() => this.replace());
   }
 
   close(): void {
@@ -179,19 +178,8 @@ export class BoundEndpoint<S extends zmq.Socket> {
   }
 
   private signal(): void {
-    const done = this.changed;
-    this.changed = deferred();
-    done.resolve();
+    this.changed.wake();
   }
-}
-
-/** `Promise.withResolvers` arrives with Node 22. */
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }
 
 function bindFailed(address: string, error: unknown): F2bzError {

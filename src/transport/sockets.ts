@@ -1,5 +1,6 @@
 import * as zmq from "zeromq";
 import { F2bzError, quote } from "../errors.js";
+import type { Role } from "../keys/store.js";
 import { z85Encode } from "../keys/z85.js";
 
 /**
@@ -18,6 +19,8 @@ import { z85Encode } from "../keys/z85.js";
 /** One ZAP domain per role, so that a subscriber key can never submit events. */
 export type ZapDomain = "submit" | "feed";
 export const ZAP_DOMAINS: readonly ZapDomain[] = ["submit", "feed"];
+/** Whose keys each domain admits: authorized/monitors may submit, authorized/subscribers receive. */
+export const ROLE_OF_DOMAIN: Readonly<Record<ZapDomain, Role>> = { submit: "monitor", feed: "subscriber" };
 
 export function isZapDomain(value: unknown): value is ZapDomain {
   return value === "submit" || value === "feed";

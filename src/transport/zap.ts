@@ -1,7 +1,7 @@
 import * as zmq from "zeromq";
 import { F2bzError } from "../errors.js";
 import { z85Encode } from "../keys/z85.js";
-import { type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { LimitedLog, type Logger, RateLimitedLog, untrusted } from "../logging.js";
 import { Metrics } from "../metrics/registry.js";
 import { isZapDomain, type ZapDomain } from "./sockets.js";
 
@@ -128,7 +128,7 @@ export class ZapHandler {
   readonly metrics: Metrics;
   readonly context: zmq.Context;
   private readonly log: Logger;
-  private readonly denialLog: RateLimitedLog;
+  private readonly denialLog: LimitedLog;
   private readonly loop: Promise<void>;
 
   private constructor(
@@ -138,7 +138,7 @@ export class ZapHandler {
     this.context = options.context;
     this.metrics = options.metrics ?? new Metrics("publisher");
     this.log = options.logger.child({ component: "zap" });
-    this.denialLog = options.denialLog ?? new RateLimitedLog();
+    this.denialLog = new LimitedLog(this.log, options.denialLog ?? new RateLimitedLog());
     this.loop = this.run();
   }
 
@@ -207,19 +207,22 @@ export class ZapHandler {
       return;
     }
     this.metrics.inc("zap_denied_total", { reason: decision.reason });
-    const suppressed = this.denialLog.allow(decision.address);
-    if (suppressed !== undefined) {
-      const fields = {
-        domain: decision.domain ?? null,
-        address: untrusted(decision.address, 64),
-        mechanism: untrusted(decision.mechanism, 16),
-        key: decision.curvePublic ? z85Encode(decision.curvePublic) : null,
-        reason: decision.reason,
-        status: Number(decision.status),
-        ...(suppressed > 0 ? { suppressed } : {}),
-      };
-      if (decision.status === "500") this.log.error({ ...fields, err: decision.error }, "zap lookup failed");
-      else this.log.warn(fields, "peer refused");
+    const fields = () => ({
+      domain: decision.domain ?? null,
+      address: untrusted(decision.address, 64),
+      mechanism: untrusted(decision.mechanism, 16),
+      key: decision.curvePublic ? z85Encode(decision.curvePublic) : null,
+      reason: decision.reason,
+      status: Number(decision.status),
+    });
+    if (decision.status === "500") {
+      this.denialLog.error(
+        decision.address,
+        () => ({ ...fields(), err: decision.error }),
+        "zap lookup failed",
+      );
+    } else {
+      this.denialLog.warn(decision.address, fields, "peer refused");
     }
     if (decision.reason === "unknown" && decision.domain && decision.curvePublic) {
       try {
