@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import { parseLogLine } from "../src/monitor/parse-line.js";
-import { PATHOLOGICAL_LINES } from "../test/monitor/fixtures/pathological-lines.js";
+import { parseLogLine } from "../src/fail2ban/log-line.js";
+import { PATHOLOGICAL_LINES } from "../test/fail2ban/fixtures/pathological-lines.js";
 import type { BenchResult, Row } from "./lib/result.js";
 import { median, opsPerSecond, range } from "./lib/stats.js";
 
@@ -11,7 +11,7 @@ export interface ParseOptions {
 }
 
 /**
- * (d) The log-line parser against lines built to make it backtrack (test/monitor/fixtures). A
+ * (d) The log-line parser against lines built to make it backtrack (test/fail2ban/fixtures). A
  * regular expression that retries at every position costs quadratically more per byte on a long
  * line; this one must cost about what real fail2ban lines cost per byte. Baseline: parsing the real
  * lines of a captured fail2ban 1.0.2 run (the fixture the tests use), per byte.
@@ -19,7 +19,7 @@ export interface ParseOptions {
 export async function benchParse(options: ParseOptions): Promise<BenchResult> {
   const started = Date.now();
   const real = readFileSync(
-    new URL("../test/monitor/fixtures/f2b-1.0.2-lifecycle.log", import.meta.url),
+    new URL("../test/fail2ban/fixtures/f2b-1.0.2-lifecycle.log", import.meta.url),
     "utf8",
   )
     .split("\n")

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { type Counters, type Logger, untrusted } from "../logging.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { sleep } from "../toolkit/wake-up.js";
-import { type LogRecord, parseLogLine, parseMessage } from "./parse-line.js";
+import { type LogRecord, parseLogLine, parseMessage } from "./log-line.js";
 
 /** One journal entry of the fail2ban unit. */
 export interface JournalLine {

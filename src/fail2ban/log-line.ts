@@ -7,7 +7,7 @@
  * so. The ip is returned exactly as logged: fail2ban logs whatever `banip` was given (`not-an-ip`,
  * `0.0.0.0` for `0.0.0.0/0`, `1.0.0.0/8`), so the caller must validate it before use.
  *
- * Shapes understood (see test/monitor/parse-line.test.ts for one real line of each):
+ * Shapes understood (see test/fail2ban/log-line.test.ts for one real line of each):
  *   file target    `2026-11-29 00:43:01,986 fail2ban.actions        [18776]: NOTICE  [sshd] Ban 1.2.3.4`
  *                  (0.9.1+: name padded to 24, level to 7; 0.8: name padded to 16, `[pid]` from 0.8.14,
  *                  level padded to 6; `padding=0` drops the padding)

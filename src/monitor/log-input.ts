@@ -1,10 +1,10 @@
 import { stat } from "node:fs/promises";
 import type { MonitorConfig } from "../config/schema.js";
+import { JournalTailer } from "../fail2ban/journal.js";
+import { isOwnFileLine, type LogRecord, parseLogLine } from "../fail2ban/log-line.js";
+import { LogTailer } from "../fail2ban/log-tailer.js";
 import { type Counters, type Logger, RateLimitedLog } from "../logging.js";
-import { JournalTailer } from "./journald.js";
 import type { Position } from "./outbox.js";
-import { isOwnFileLine, type LogRecord, parseLogLine } from "./parse-line.js";
-import { LogTailer } from "./tailer.js";
 
 /** One entry of fail2ban's log, parsed (undefined: not one of fail2ban's lines), and where reading stands after it. */
 export interface LogEntry {

@@ -3,14 +3,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import test, { type ExecutionContext } from "ava";
 import { pino } from "pino";
-import { Counters } from "../../src/logging.js";
-import { LogInterpreter, type MonitorEvent } from "../../src/monitor/interpret.js";
 import {
   type JournalLine,
   JournalTailer,
   journalctlArgs,
   parseJournalEntry,
-} from "../../src/monitor/journald.js";
+} from "../../src/fail2ban/journal.js";
+import { Counters } from "../../src/logging.js";
+import { LogInterpreter, type MonitorEvent } from "../../src/monitor/interpret.js";
 import { waitFor } from "../harness/wait.js";
 import { tempDir } from "../helpers/temp-dir.js";
 

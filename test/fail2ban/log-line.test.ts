@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import test from "ava";
-import { MAX_LINE_LENGTH, parseLogLine, parseMessage } from "../../src/monitor/parse-line.js";
+import { MAX_LINE_LENGTH, parseLogLine, parseMessage } from "../../src/fail2ban/log-line.js";
 import { PATHOLOGICAL_LINES } from "./fixtures/pathological-lines.js";
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url);

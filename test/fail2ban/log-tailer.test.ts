@@ -14,8 +14,8 @@ import {
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { pino } from "pino";
+import { LogTailer, type Position, type TailedLine } from "../../src/fail2ban/log-tailer.js";
 import { Counters } from "../../src/logging.js";
-import { LogTailer, type Position, type TailedLine } from "../../src/monitor/tailer.js";
 import { waitFor } from "../harness/wait.js";
 import { tempDir } from "../helpers/temp-dir.js";
 

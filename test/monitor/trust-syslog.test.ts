@@ -4,7 +4,6 @@ import test from "ava";
 import type { MonitorConfig } from "../../src/config/schema.js";
 import { Counters } from "../../src/logging.js";
 import { openLogInput } from "../../src/monitor/log-input.js";
-import type { LogRecord } from "../../src/monitor/parse-line.js";
 import { captureLogger } from "../helpers/logs.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
@@ -32,7 +31,7 @@ async function bansRead(t: import("ava").ExecutionContext, trustSyslog: boolean)
   const bans: string[] = [];
   const deadline = setTimeout(() => input.close(), 20_000);
   for await (const { record } of input) {
-    if (record?.type === "ban") bans.push((record as Extract<LogRecord, { type: "ban" }>).ip);
+    if (record?.type === "ban") bans.push(record.ip);
     if (record?.raw === OWN) break;
   }
   clearTimeout(deadline);
