@@ -13,9 +13,9 @@ export const subscriber: Command = {
   ],
   options: configOption,
   run: (ctx) =>
-    runDaemon(ctx, "subscriber", async (config, logger) => {
+    runDaemon(ctx, "subscriber", async (config, logger, signal) => {
       // Loaded on use: the root ban-helper shares this CLI and must never load network code.
       const { startSubscriber } = await import("../subscriber/daemon.js");
-      return startSubscriber(config, logger);
+      return startSubscriber(config, logger, signal);
     }),
 };

@@ -1,9 +1,8 @@
 import type { Counters } from "../logging.js";
-import type { NeverBanList } from "../policy/never-ban.js";
 import type { BanEvent } from "../protocol/event.js";
 import type { RejectReason } from "../protocol/reasons.js";
-import type { ReplayGuard } from "../protocol/replay.js";
 import { verifyEvent } from "../protocol/signature.js";
+import type { LocalPolicy } from "./never-ban-source.js";
 import { RecentUnbans } from "./recent-unbans.js";
 import type { SubscriberStore } from "./store.js";
 
@@ -12,32 +11,37 @@ export type Source = "live" | "snapshot";
 export type DropReason = "duplicate" | "unban-not-held" | "expired" | "superseded" | RejectReason;
 
 export type Decision =
-  | { ok: true; event: BanEvent; jail: string }
+  /**
+   * `jail`: the local jail. `expires`: a ban's expiry capped at events.maxBanTime from now (a
+   * compromised origin cannot ban for ever); an unban's as signed.
+   */
+  | { ok: true; event: BanEvent; jail: string; expires: number }
   /** `duplicate`: already applied, the same event through another publisher or again in a snapshot. */
   | { ok: false; reason: DropReason; event?: BanEvent };
 
 export interface ChecklistOptions {
   /** This node's id: its own events come back through the publisher and are dropped (echo). */
   self: string;
-  guard: ReplayGuard;
+  /** The seen-cache (persisted, so a restart does not reopen it for replay). */
   store: SubscriberStore;
-  neverBan: () => NeverBanList;
+  /** The never-ban list and the local jails, as last read (they are refreshed while running). */
+  local: { readonly current: LocalPolicy };
   /**
    * With `subscriber.origins`: the node ids allowed to originate events, asked at each event (the
    * directory is reloaded while running); otherwise undefined.
    */
   origins: { has(origin: string): boolean } | undefined;
   allowCidr: boolean;
-  /**
-   * Maps the event's jail to the local one (`same` or a fixed jail; the configured fallback jail
-   * when that one does not exist locally); undefined when no target jail exists here.
-   */
-  mapJail: (jail: string) => string | undefined;
+  /** subscriber.action's target: the event's own jail (`same`) or a fixed one, and the fallback. */
+  target: JailTarget;
   counters: Counters;
-  /** Seen ids of bans are kept until their expiry, at most this long from now (events.maxBanTime). */
+  /** A ban is held, and its id kept as seen, at most this long from now (events.maxBanTime). */
   maxBanTimeMs?: number;
-  /** Clock skew allowed for snapshot entries (events.window); live events have the guard's own. */
-  maxFutureMs: number;
+  /**
+   * events.window: a live event must be at most this old, and no event (live or snapshot) this far
+   * ahead of our clock.
+   */
+  windowMs: number;
   now?: () => number;
 }
 
@@ -45,9 +49,10 @@ const DEFAULT_MAX_BAN_TIME_MS = 30 * 24 * 3_600_000;
 
 /**
  * The subscriber's checklist for one event, each step failing closed with a counted reason:
- * signature (over the exact bytes, origin derived from the key); own origin; time window and
- * seen-cache (live updates) or expiry and seen-cache (snapshot entries, which are as old as the ban
- * they carry); end-to-end origin authorization when configured; never-ban; jail mapping.
+ * signature (over the exact bytes, origin derived from the key); own origin; time window (live
+ * updates) or expiry (snapshot entries, which are as old as the ban they carry); the seen-cache,
+ * one and persisted, for both paths; end-to-end origin authorization when configured; never-ban;
+ * jail mapping.
  */
 export class Checklist {
   private readonly now: () => number;
@@ -76,50 +81,54 @@ export class Checklist {
     else if (this.unbans.supersedes(event)) return { ok: false, reason: "superseded", event };
     const now = this.now();
     if (source === "live") {
-      const reason = o.guard.check(event);
-      if (reason === "replay") return { ok: false, reason: "duplicate", event };
-      if (reason) return { ok: false, reason, event };
+      // The window bounds how long a captured event could be replayed; the seen-cache below keeps
+      // every id at least that long (two windows), so a replay inside it is a duplicate.
+      if (event.time < now - o.windowMs) return { ok: false, reason: "stale", event };
     } else {
       // The publisher serves only active bans; anything else in a snapshot is not what it claims.
       if (event.kind !== "ban") return { ok: false, reason: "schema", event };
       if (event.expires <= now) return { ok: false, reason: "expired", event };
-      if (event.time > now + o.maxFutureMs) return { ok: false, reason: "future", event };
     }
+    if (event.time > now + o.windowMs) return { ok: false, reason: "future", event };
     if (o.store.hasSeen(event.id)) return { ok: false, reason: "duplicate", event };
     if (o.origins && !o.origins.has(event.origin)) return { ok: false, reason: "unauthorized", event };
-    const list = o.neverBan();
-    if (event.ip.includes("/") ? list.overlaps(event.ip) : list.contains(event.ip)) {
+    const local = o.local.current;
+    if (event.ip.includes("/") ? local.neverBan.overlaps(event.ip) : local.neverBan.contains(event.ip)) {
       return { ok: false, reason: "never-ban", event };
     }
-    const jail = o.mapJail(event.jail);
+    const jail = mapJail(o.target, local.jails, event.jail);
     if (jail === undefined) return { ok: false, reason: "jail", event };
     // Remembered from either path: a live copy of a snapshot entry (or the reverse, through a
     // second publisher) is then a duplicate. The insert is the atomic test.
-    o.guard.remember(event);
-    const keepUntil =
+    const expires =
       event.kind === "ban"
-        ? Math.max(event.time, Math.min(event.expires, now + (o.maxBanTimeMs ?? DEFAULT_MAX_BAN_TIME_MS)))
-        : event.time;
+        ? Math.min(event.expires, now + (o.maxBanTimeMs ?? DEFAULT_MAX_BAN_TIME_MS))
+        : event.expires;
+    const keepUntil = event.kind === "ban" ? Math.max(event.time, expires) : event.time;
     if (!o.store.markSeen(event.id, keepUntil)) return { ok: false, reason: "duplicate", event };
-    return { ok: true, event, jail };
+    return { ok: true, event, jail, expires };
   }
 }
 
+export interface JailTarget {
+  /** A jail name, or `same` for the event's own jail. */
+  jail: string;
+  fallbackJail?: string | undefined;
+}
+
 /**
- * The jail mapping: the event's own jail (`same`) or the fixed cluster jail; when fail2ban has no
- * such jail, `fallbackJail` if one is configured and exists; otherwise undefined (the event is not
- * applied). With the local jails unknown (through the ban-helper, or a dry run) the target is taken
- * as it is.
+ * The local jail for an event's jail: its own (`same`) or the fixed cluster jail; when fail2ban has
+ * no such jail, `fallbackJail` if one is configured and exists; otherwise undefined (the event is
+ * not applied). With the local jails unknown (through the ban-helper, or a dry run) the target is
+ * taken as it is.
  */
-export function jailMapper(
-  action: { jail: string; fallbackJail?: string | undefined },
-  localJails: () => ReadonlySet<string> | undefined,
-): (jail: string) => string | undefined {
-  return (jail) => {
-    const wanted = action.jail === "same" ? jail : action.jail;
-    const jails = localJails();
-    if (jails === undefined || jails.has(wanted)) return wanted;
-    const fallback = action.fallbackJail;
-    return fallback !== undefined && jails.has(fallback) ? fallback : undefined;
-  };
+export function mapJail(
+  target: JailTarget,
+  localJails: ReadonlySet<string> | undefined,
+  jail: string,
+): string | undefined {
+  const wanted = target.jail === "same" ? jail : target.jail;
+  if (localJails === undefined || localJails.has(wanted)) return wanted;
+  const fallback = target.fallbackJail;
+  return fallback !== undefined && localJails.has(fallback) ? fallback : undefined;
 }

@@ -1,8 +1,6 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import type * as zmq from "zeromq";
 import { fingerprint } from "../keys/identity.js";
 import type { Counters, Logger } from "../logging.js";
-import { RateLimitedLog } from "../logging.js";
 import {
   decodeFeed,
   type Expiry,
@@ -17,6 +15,9 @@ import {
   MAX_CHUNK_BYTES,
   type SnapshotEntry,
 } from "../protocol/snapshot.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
+import { SerialQueue } from "../toolkit/serial-queue.js";
+import { sleep } from "../toolkit/wake-up.js";
 import { type CurveKeyPair, createClientSocket } from "../transport/sockets.js";
 import { SeqRuns } from "./seq-runs.js";
 
@@ -37,6 +38,8 @@ export interface ReceiverOptions {
   onExpire?: (expiry: Expiry) => Promise<void>;
   logger: Logger;
   counters: Counters;
+  /** The daemon's: once it fires, no snapshot is asked again and no back-off is waited out. */
+  signal?: AbortSignal;
   /** Per reply message of a snapshot, i.e. between two chunks, not for all of it (default 5 s). */
   snapshotTimeoutMs?: number;
   /** First delay before a failed snapshot is asked again, doubling to 30 s (default 500 ms). */
@@ -85,18 +88,19 @@ type Attempt = ({ type: "done" } & Snapshot) | { type: "busy"; retryAfterMs: num
 export class PublisherReceiver {
   private sub: zmq.Subscriber | undefined;
   private dealer: zmq.Dealer | undefined;
-  private closed = false;
   private closing: Promise<void> | undefined;
   private readonly abort = new AbortController();
+  /** Fired by `close()` or by the daemon. */
+  private readonly stop: AbortSignal;
   private lastSeq: number | undefined;
   /** While a snapshot is being fetched: the numbers of the live messages applied meanwhile. */
   private live: SeqRuns | undefined;
   private syncing: Promise<void> | undefined;
   /** Asked to resynchronise while a snapshot was being fetched, or it left a gap: another round. */
   private again = false;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private readonly log: Logger;
-  private readonly problemLog = new RateLimitedLog(60_000, 1);
+  private readonly problems: LimitedLog;
   private readonly loops: Promise<void>[] = [];
   private handshakeFailures = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -104,6 +108,8 @@ export class PublisherReceiver {
   constructor(private readonly o: ReceiverOptions) {
     this.lastSeq = o.lastSeq;
     this.log = o.logger.child({ component: "receiver", publisher: o.feed });
+    this.problems = new LimitedLog(this.log, new RateLimitedLog(60_000, 1));
+    this.stop = o.signal ? AbortSignal.any([o.signal, this.abort.signal]) : this.abort.signal;
   }
 
   start(): void {
@@ -121,14 +127,13 @@ export class PublisherReceiver {
   /** Ends the loops, a snapshot in flight and its back-off; idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.closed = true;
       this.abort.abort();
       clearTimeout(this.reconnectTimer);
       this.sub?.close();
       this.dealer?.close();
       await Promise.allSettled(this.loops);
       await this.syncing;
-      await this.chain;
+      await this.queue.idle();
     })();
     return this.closing;
   }
@@ -186,7 +191,7 @@ export class PublisherReceiver {
         }
       }
     } catch (error) {
-      if (!this.closed) this.log.error({ err: (error as Error).message }, "event watch failed");
+      if (!this.stop.aborted) this.log.error({ err: (error as Error).message }, "event watch failed");
     }
   }
 
@@ -201,7 +206,7 @@ export class PublisherReceiver {
     const delay = Math.min(60_000, 1000 * 2 ** Math.min(this.handshakeFailures - 1, 6));
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (!this.closed && !sub.closed) sub.connect(this.o.feed);
+      if (!this.stop.aborted && !sub.closed) sub.connect(this.o.feed);
     }, delay);
     this.reconnectTimer.unref();
   }
@@ -218,18 +223,16 @@ export class PublisherReceiver {
         await this.serial(() => this.handle(decoded.message));
       }
     } catch (error) {
-      if (!this.closed) this.log.error({ err: (error as Error).message }, "receive loop failed");
+      if (!this.stop.aborted) this.log.error({ err: (error as Error).message }, "receive loop failed");
     }
   }
 
   /** Runs `task` after everything queued before it; a failure is logged, never breaks the chain. */
   private serial(task: () => Promise<void>): Promise<void> {
-    const next = this.chain.then(task).catch((error: Error) => {
+    return this.queue.run(task).catch((error: Error) => {
       this.o.counters.inc("receiver.failed");
       this.log.error({ err: error.message }, "applying from the publisher failed");
     });
-    this.chain = next;
-    return next;
   }
 
   /** One feed message, in order; only ever called through `serial`. */
@@ -289,7 +292,7 @@ export class PublisherReceiver {
 
   /** Starts a snapshot, or asks the running one for another round. */
   private resync(why: string): void {
-    if (this.closed) return;
+    if (this.stop.aborted) return;
     this.live ??= new SeqRuns();
     if (this.syncing) {
       this.again = true;
@@ -307,12 +310,12 @@ export class PublisherReceiver {
       const snapshot = await this.fetchSnapshot();
       if (!snapshot) return;
       await this.serial(async () => this.finish(snapshot));
-    } while (this.again && !this.closed);
+    } while (this.again && !this.stop.aborted);
   }
 
   /** After the end marker, in the chain: every live message after the snapshot's number was applied? */
   private async finish(snapshot: Snapshot): Promise<void> {
-    if (this.closed) return;
+    if (this.stop.aborted) return;
     const through = this.live?.appliedThrough(snapshot.seq);
     if (through === undefined) {
       this.o.counters.inc("feed.gaps");
@@ -327,7 +330,7 @@ export class PublisherReceiver {
 
   private async applyEntries(entries: readonly SnapshotEntry[]): Promise<void> {
     for (const entry of entries) {
-      if (this.closed) return;
+      if (this.stop.aborted) return;
       await this.deliver(entry.payload, entry.signature, "snapshot");
     }
   }
@@ -335,7 +338,7 @@ export class PublisherReceiver {
   /** Asks until it gets a complete snapshot; undefined once closed. */
   private async fetchSnapshot(): Promise<Snapshot | undefined> {
     const first = this.o.snapshotRetryMs ?? 500;
-    for (let attempt = 0; !this.closed; attempt++) {
+    for (let attempt = 0; !this.stop.aborted; attempt++) {
       let wait = Math.min(MAX_RETRY_MS, first * 2 ** Math.min(attempt, 10));
       try {
         const result = await this.requestSnapshot();
@@ -346,15 +349,11 @@ export class PublisherReceiver {
         this.log.debug({ retryAfterMs: result.retryAfterMs }, "publisher busy: snapshot asked again later");
         wait = Math.min(MAX_RETRY_MS, Math.max(wait, result.retryAfterMs));
       } catch (error) {
-        if (this.closed) return undefined;
+        if (this.stop.aborted) return undefined;
         this.o.counters.inc("snapshot.failed");
         this.problem("snapshot failed: retrying", { err: (error as Error).message });
       }
-      try {
-        await sleep(wait, undefined, { signal: this.abort.signal });
-      } catch {
-        return undefined;
-      }
+      if (!(await sleep(wait, this.stop))) return undefined;
     }
     return undefined;
   }
@@ -376,7 +375,7 @@ export class PublisherReceiver {
       await dealer.send(encodeSnapshotRequest());
       let count = 0;
       for (;;) {
-        if (this.closed) return undefined;
+        if (this.stop.aborted) return undefined;
         const reply = decodeSnapshotReply(await dealer.receive());
         if (!reply.ok) throw new Error(`malformed snapshot reply (${reply.reason})`);
         const message = reply.message;
@@ -400,7 +399,6 @@ export class PublisherReceiver {
   }
 
   private problem(message: string, fields: Record<string, unknown>): void {
-    const suppressed = this.problemLog.allow(message);
-    if (suppressed !== undefined) this.log.warn({ ...fields, suppressed }, message);
+    this.problems.warn(message, fields, message);
   }
 }

@@ -2,9 +2,8 @@ import test from "ava";
 import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
 import { Counters } from "../../src/logging.js";
 import { NeverBanList } from "../../src/policy/never-ban.js";
-import { ReplayGuard } from "../../src/protocol/replay.js";
 import { type SignedEvent, signEvent } from "../../src/protocol/signature.js";
-import { Checklist, type ChecklistOptions, jailMapper } from "../../src/subscriber/checklist.js";
+import { Checklist, type ChecklistOptions, mapJail } from "../../src/subscriber/checklist.js";
 import { SubscriberStore } from "../../src/subscriber/store.js";
 import { tempDir } from "../helpers/temp-dir.js";
 import { sign } from "./helpers.js";
@@ -42,19 +41,22 @@ async function bench(t: import("ava").ExecutionContext, options: Partial<Checkli
   const make = () =>
     new Checklist({
       self: self.nodeId,
-      guard: new ReplayGuard({ windowMs: WINDOW, now: () => clock.now }),
       store,
-      neverBan: () =>
-        NeverBanList.create({
-          // subscriber.neverBan, a publisher's address and an ignoreip range, as the daemon merges them
-          entries: ["192.0.2.10", "10.0.0.0/8", "2001:db8:ffff::/48"],
-          hostAddresses: ["198.51.100.250"],
-        }),
+      local: {
+        current: {
+          neverBan: NeverBanList.create({
+            // subscriber.neverBan, a publisher's address and an ignoreip range, as the daemon merges them
+            entries: ["192.0.2.10", "10.0.0.0/8", "2001:db8:ffff::/48"],
+            hostAddresses: ["198.51.100.250"],
+          }),
+          jails: undefined,
+        },
+      },
       origins: undefined,
       allowCidr: false,
-      mapJail: (jail) => jail,
+      target: { jail: "same" },
       counters,
-      maxFutureMs: WINDOW,
+      windowMs: WINDOW,
       now: () => clock.now,
       ...options,
     });
@@ -66,7 +68,7 @@ const snap = (c: Checklist, e: SignedEvent) => c.check(e.payload, e.signature, "
 const reasonOf = (d: Awaited<ReturnType<Checklist["check"]>>) => (d.ok ? "accepted" : d.reason);
 
 test("a signed ban inside the window passes once, with its jail mapped", async (t) => {
-  const b = await bench(t, { mapJail: () => "f2bz" });
+  const b = await bench(t, { target: { jail: "f2bz" } });
   const event = await sign(origin, { seq: 1, ip: "203.0.113.5", time: NOW - 1000 });
   const decision = await live(b.checklist, event);
   t.true(decision.ok);
@@ -121,6 +123,17 @@ test("seen-cache: the same event through a second publisher, or after a restart,
   t.is(reasonOf(await live(b.restart(), event)), "duplicate", "after a restart (persisted seen ids)");
   t.is(b.counters.get("accepted.live"), 1);
   t.is(b.counters.get("dropped.duplicate"), 3);
+});
+
+test("seen-cache: one, persisted: a replay at the window's edge is a duplicate after housekeeping and a restart", async (t) => {
+  const b = await bench(t);
+  const unban = await sign(origin, { seq: 8, kind: "unban", ip: "203.0.113.5", time: NOW });
+  t.true((await live(b.checklist, unban)).ok);
+  b.clock.now = NOW + WINDOW; // still inside the window: only the seen-cache stops the replay
+  b.store.pruneSeen(b.clock.now - 2 * WINDOW); // what the daemon's housekeeping forgets
+  t.is(reasonOf(await live(b.restart(), unban)), "duplicate");
+  b.clock.now = NOW + WINDOW + 1;
+  t.is(reasonOf(await live(b.restart(), unban)), "stale", "past the window the event is refused anyway");
 });
 
 test("snapshot: an entry older than the window passes while its ban lasts, once", async (t) => {
@@ -190,22 +203,23 @@ test("ranges are refused unless events.allowCidr", async (t) => {
 
 test("jail mapping: same, a fixed jail, the fallback, or a drop when neither exists", async (t) => {
   const local = new Set(["sshd", "f2bz", "recidive"]);
-  const same = jailMapper({ jail: "same" }, () => local);
-  t.is(same("sshd"), "sshd");
-  t.is(same("nginx-http-auth"), undefined, "missing here, no fallbackJail: not applied");
-  const withFallback = jailMapper({ jail: "same", fallbackJail: "f2bz" }, () => local);
-  t.is(withFallback("nginx-http-auth"), "f2bz");
-  t.is(withFallback("sshd"), "sshd");
+  t.is(mapJail({ jail: "same" }, local, "sshd"), "sshd");
   t.is(
-    jailMapper({ jail: "cluster", fallbackJail: "f2bz" }, () => local)("sshd"),
-    "f2bz",
-    "fixed jail missing",
+    mapJail({ jail: "same" }, local, "nginx-http-auth"),
+    undefined,
+    "missing here, no fallbackJail: not applied",
   );
-  t.is(jailMapper({ jail: "recidive" }, () => local)("sshd"), "recidive");
-  t.is(jailMapper({ jail: "same", fallbackJail: "gone" }, () => local)("web"), undefined);
-  t.is(jailMapper({ jail: "same" }, () => undefined)("web"), "web", "jails unknown: taken as is");
+  const withFallback = { jail: "same", fallbackJail: "f2bz" };
+  t.is(mapJail(withFallback, local, "nginx-http-auth"), "f2bz");
+  t.is(mapJail(withFallback, local, "sshd"), "sshd");
+  t.is(mapJail({ jail: "cluster", fallbackJail: "f2bz" }, local, "sshd"), "f2bz", "fixed jail missing");
+  t.is(mapJail({ jail: "recidive" }, local, "sshd"), "recidive");
+  t.is(mapJail({ jail: "same", fallbackJail: "gone" }, local, "web"), undefined);
+  t.is(mapJail({ jail: "same" }, undefined, "web"), "web", "jails unknown: taken as is");
 
-  const b = await bench(t, { mapJail: jailMapper({ jail: "same" }, () => new Set(["sshd"])) });
+  const b = await bench(t, {
+    local: { current: { neverBan: NeverBanList.create({}), jails: new Set(["sshd"]) } },
+  });
   t.is(
     reasonOf(
       await live(b.checklist, await sign(origin, { seq: 1, ip: "203.0.113.5", jail: "web", time: NOW })),
@@ -221,11 +235,13 @@ test("jail mapping: same, a fixed jail, the fallback, or a drop when neither exi
 
 test("a refused event is not remembered: the same id may still pass once the reason is gone", async (t) => {
   // never-ban is read per event (the list is refreshed from fail2ban); a drop must not poison the id.
-  let list = NeverBanList.create({ entries: ["203.0.113.0/24"] });
-  const b = await bench(t, { neverBan: () => list });
+  const local = {
+    current: { neverBan: NeverBanList.create({ entries: ["203.0.113.0/24"] }), jails: undefined },
+  };
+  const b = await bench(t, { local });
   const event = await sign(origin, { seq: 1, ip: "203.0.113.5", time: NOW });
   t.is(reasonOf(await live(b.checklist, event)), "never-ban");
-  list = NeverBanList.create({});
+  local.current = { neverBan: NeverBanList.create({}), jails: undefined };
   t.true((await live(b.checklist, event)).ok);
 });
 
