@@ -1,6 +1,6 @@
+import type { LogRecord } from "../fail2ban/log-line.js";
 import type { LabelsOf } from "../metrics/catalogue.js";
 import type { Metrics } from "../metrics/registry.js";
-import type { LogRecord } from "../fail2ban/log-line.js";
 
 /** What the monitor propagates: a real ban or unban, in log order. */
 export interface MonitorEvent {

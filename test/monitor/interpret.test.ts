@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import test from "ava";
+import { parseLogLine } from "../../src/fail2ban/log-line.js";
 import { Metrics } from "../../src/metrics/registry.js";
 import { type InterpreterState, LogInterpreter, type MonitorEvent } from "../../src/monitor/interpret.js";
-import { parseLogLine } from "../../src/fail2ban/log-line.js";
 
 const fixtureLines = (...names: string[]) =>
   names.flatMap((name) =>
@@ -99,7 +99,10 @@ test("real 1.0.2 flush, unban --all, rotation, and a restart at loglevel NOTICE"
 });
 
 test("real syslog datagrams: ban, ban, unban; the shutdown's unban is dropped", (t) => {
-  const lines = readFileSync(new URL("../fail2ban/fixtures/f2b-1.0.2-syslog.datagrams", import.meta.url), "utf8")
+  const lines = readFileSync(
+    new URL("../fail2ban/fixtures/f2b-1.0.2-syslog.datagrams", import.meta.url),
+    "utf8",
+  )
     .split("\n")
     .filter((l) => l.length > 0)
     .map((l) => JSON.parse(l) as string);
