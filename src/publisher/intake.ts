@@ -1,6 +1,7 @@
 import type { Logger } from "../logging.js";
 import { LimitedLog, RateLimitedLog, untrusted } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
+import { heldUntil } from "../policy/ban-time.js";
 import type { NeverBanList } from "../policy/never-ban.js";
 import { decodeEventFrames } from "../protocol/frames.js";
 import { type Envelope, peekEnvelope } from "../protocol/peek.js";
@@ -91,7 +92,7 @@ export class Intake {
     }
     // Subscribers cap a ban at their maxBanTime; a publisher holding it longer would absorb (as
     // already active) a new ban of the address that the subscribers no longer enforce.
-    const expires = event.kind === "ban" ? Math.min(event.expires, now + o.maxBanTimeMs) : event.expires;
+    const expires = heldUntil(event, now, o.maxBanTimeMs);
     const outcome = o.store.accept({ ...event, expires }, payload, signature, now, {
       maxActivePerOrigin: o.maxActivePerOrigin,
     });
