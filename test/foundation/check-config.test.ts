@@ -4,9 +4,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import test, { type ExecutionContext } from "ava";
 import { loadSecretIdentity } from "../../src/keys/files.js";
-import { type CliResult, runCli } from "../helpers/cli.js";
+import { type CliResult, runCli, spawnDaemon } from "../helpers/cli.js";
 import { tempDir } from "../helpers/temp-dir.js";
-import { spawnDaemon } from "../metrics/helpers.js";
 
 const EXAMPLE = fileURLToPath(new URL("../../config/f2bz.example.yaml", import.meta.url));
 

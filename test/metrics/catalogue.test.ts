@@ -5,9 +5,10 @@ import { Metrics } from "../../src/metrics/registry.js";
 import { encodeEventFrames } from "../../src/protocol/frames.js";
 import { decodeSubmitReply } from "../../src/protocol/submit.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
+import { spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, testCluster } from "../helpers/cluster.js";
 import { sign } from "../publisher/helpers.js";
-import { metricsPort, request, sample, spawnDaemon } from "./helpers.js";
+import { metricsPort, request, sample } from "./helpers.js";
 
 /**
  * Every series the catalogue gives `process`, as a scrape of a fresh daemon must show it: counters

@@ -6,10 +6,10 @@ import test from "ava";
 import { generateIdentity } from "../../src/keys/identity.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { waitFor } from "../harness/wait.js";
-import { runCli } from "../helpers/cli.js";
+import { runCli, spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, testCluster } from "../helpers/cluster.js";
 import { tempDir } from "../helpers/temp-dir.js";
-import { listening, metricsPort, request, sample, spawnDaemon } from "./helpers.js";
+import { listening, metricsPort, request, sample } from "./helpers.js";
 
 test("a publisher started by the CLI serves its gauges and live counters, and stops cleanly", async (t) => {
   t.timeout(60_000);

@@ -1,13 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
-import { fileURLToPath } from "node:url";
 import type { ExecutionContext } from "ava";
-import { waitFor } from "../harness/wait.js";
-import { CLI, ensureBuilt } from "../helpers/cli.js";
-
-const root = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface Response {
   status: number;
@@ -66,58 +60,4 @@ export async function listening(t: ExecutionContext): Promise<number> {
 export function sample(page: string, series: string): number | undefined {
   const line = page.split("\n").find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-export interface Daemon {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<number | null>;
-  /** Resolves once the "<name> started" log line is out; rejects with stderr if it exits first. */
-  started(name: string): Promise<void>;
-  /** SIGTERM, then the exit code. */
-  stop(): Promise<number | null>;
-}
-
-/** The built CLI as a long-running process; killed at teardown if still running. */
-export function spawnDaemon(t: ExecutionContext, args: string[]): Daemon {
-  ensureBuilt();
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: root,
-    env: { ...process.env, NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stdout!.setEncoding("utf8").on("data", (d: string) => {
-    out += d;
-  });
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => {
-    err += d;
-  });
-  const exit = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
-  return {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    exit,
-    async started(name) {
-      await Promise.race([
-        waitFor(() => (out.includes(`"msg":"${name} started"`) ? true : undefined), {
-          timeoutMs: 20_000,
-          what: `the ${name} to start`,
-        }),
-        exit.then((code) => {
-          throw new Error(`the ${name} exited with ${code} before it started: ${err}`);
-        }),
-      ]);
-    },
-    stop() {
-      child.kill("SIGTERM");
-      return exit;
-    },
-  };
 }

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
@@ -9,8 +8,9 @@ import { TOPIC_UPDATE } from "../../src/protocol/feed.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { createTestUser, type TestUser } from "../harness/users.js";
 import { waitFor } from "../harness/wait.js";
-import { CLI, ensureBuilt, runCli } from "../helpers/cli.js";
+import { runCli, spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, type TestCluster, testCluster } from "../helpers/cluster.js";
+import type { LogLine } from "../helpers/logs.js";
 import { asRoot } from "../helpers/skip.js";
 import { closing, DEADLINE_MS, EventLog, FAST_RECONNECT, Inbox } from "./helpers.js";
 
@@ -24,7 +24,7 @@ import { closing, DEADLINE_MS, EventLog, FAST_RECONNECT, Inbox } from "./helpers
 interface Publisher {
   feed: string;
   curvePublic: Uint8Array;
-  lines: () => Record<string, unknown>[];
+  lines: readonly LogLine[];
 }
 
 /** The built CLI's publisher, as `user` when given; its key pair in a directory that user owns. */
@@ -33,7 +33,6 @@ async function startPublisher(
   cluster: TestCluster,
   user?: TestUser,
 ): Promise<Publisher> {
-  ensureBuilt();
   const own = async (p: string) => {
     if (user) await fs.chown(p, user.uid, user.gid);
   };
@@ -57,37 +56,12 @@ async function startPublisher(
       logging: { level: "info" },
     }),
   );
-  const child = spawn(process.execPath, [CLI, "publisher", "--config", config], {
+  const daemon = spawnDaemon(t, ["publisher", "--config", config], {
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-    ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    ...(user ? { as: user } : {}),
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    await exited;
-  });
-  const lines = () =>
-    stdout
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const listening = await waitFor(
-    () => {
-      if (child.exitCode !== null) throw new Error(`the publisher exited: ${stderr}${stdout}`);
-      return lines().find((l) => l.msg === "listening");
-    },
-    { timeoutMs: DEADLINE_MS, what: "the publisher to listen" },
-  );
-  return { feed: String(listening.feed), curvePublic: identity.curvePublic, lines };
+  const [listening] = (await daemon.waitLog("listening")) as [LogLine];
+  return { feed: String(listening.feed), curvePublic: identity.curvePublic, lines: daemon.lines };
 }
 
 /** A subscriber's feed socket: the publisher's heartbeats show that it receives. */
@@ -144,7 +118,7 @@ test("keys revoke cuts a subscriber off while a file others may write sits in au
     result.stderr,
     `warning: the publisher will skip 1 entry: authorized/subscribers/stray.key: key file '${stray}' has mode 0664, expected no write permission for group or others\n`,
   );
-  const skipped = await waitFor(() => publisher.lines().find((l) => l.msg === "key skipped"), {
+  const skipped = await waitFor(() => publisher.lines.find((l) => l.msg === "key skipped"), {
     timeoutMs: DEADLINE_MS,
     what: "the publisher's 'key skipped' line",
   });
