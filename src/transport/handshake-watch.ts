@@ -1,0 +1,89 @@
+import type * as zmq from "zeromq";
+import { fingerprint } from "../keys/identity.js";
+
+/** Broken handshakes (or failed connects) in a row before the watcher says what is wrong. */
+export const FAILURES_BEFORE_WARNING = 3;
+
+/**
+ * What a client's socket events say about its CURVE handshakes with a publisher, which the silence
+ * of a socket that never connects cannot: our key refused by the publisher's ZAP handler, or the
+ * publisher's key not the one pinned (libzmq reports that only as a broken pipe, retried every
+ * second forever). `problem` is a message for the operator, naming where `role` configures it.
+ */
+export type HandshakeNews =
+  | { type: "connected" }
+  | { type: "disconnected" }
+  | { type: "refused"; problem: string; fields: { status: number } }
+  | { type: "mismatch"; problem: string; fields: { pinned: string; err: string }; failures: number }
+  | { type: "protocol"; problem: string; fields: { code: string } }
+  | { type: "unreachable"; problem: string; fields: Record<string, never> };
+
+export interface HandshakeWatchOptions {
+  /** The role our key has at the publisher: monitors submit, subscribers receive. */
+  role: "monitor" | "subscriber";
+  /** The publisher's key this node pinned. */
+  serverKey: Uint8Array;
+  /** Told of each piece of news, in order; must not throw. */
+  onNews: (news: HandshakeNews) => void;
+}
+
+/** Reads `socket.events` until the socket closes; never throws. */
+export async function watchHandshakes(
+  socket: { events: AsyncIterable<zmq.Event> },
+  o: HandshakeWatchOptions,
+): Promise<void> {
+  const pinned = fingerprint(o.serverKey);
+  let broken = 0;
+  let retries = 0;
+  try {
+    for await (const event of socket.events) {
+      const news = interpret(event);
+      if (news) o.onNews(news);
+    }
+  } catch {
+    // The socket closed under the loop: nothing to watch any more.
+  }
+
+  function interpret(event: zmq.Event): HandshakeNews | undefined {
+    switch (event.type) {
+      case "handshake":
+        broken = 0;
+        retries = 0;
+        return { type: "connected" };
+      case "disconnect":
+        return { type: "disconnected" };
+      case "handshake:error:auth":
+        broken++;
+        return {
+          type: "refused",
+          problem: `publisher refused our key: add this node's public .key to the publisher's keys/authorized/${o.role}s`,
+          fields: { status: event.error.status },
+        };
+      case "handshake:error:protocol":
+        return {
+          type: "protocol",
+          problem: "handshake with the publisher failed: protocol error",
+          fields: { code: event.error.code },
+        };
+      case "handshake:error:other":
+        // With CURVE, a client that pinned the wrong server key cannot produce a HELLO the server
+        // can open; the server drops the connection and the client sees its pipe break.
+        if (++broken < FAILURES_BEFORE_WARNING) return undefined;
+        return {
+          type: "mismatch",
+          problem: `publisher key does not match: check ${o.role}.publishers[].key`,
+          fields: { pinned, err: event.error.message },
+          failures: broken,
+        };
+      case "connect:retry":
+        if (broken > 0 || ++retries < FAILURES_BEFORE_WARNING) return undefined;
+        return {
+          type: "unreachable",
+          problem: "cannot connect to the publisher: retrying with back-off",
+          fields: {},
+        };
+      default:
+        return undefined;
+    }
+  }
+}
