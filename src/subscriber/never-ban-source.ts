@@ -1,6 +1,7 @@
 import type { SubscriberConfig } from "../config/schema.js";
 import type { Logger } from "../logging.js";
-import { hostAddresses, NeverBanList } from "../policy/never-ban.js";
+import { HostAddressWatch, type HostAddressWatchOptions } from "../policy/host-addresses.js";
+import { NeverBanList } from "../policy/never-ban.js";
 import { hostOf } from "../policy/never-ban-entries.js";
 import { type LocalFail2ban, localFail2ban, protectedEntries } from "./local-fail2ban.js";
 
@@ -22,14 +23,23 @@ const REFRESH_MS = 5 * 60_000;
 export class NeverBanSource {
   private policy: LocalPolicy;
   private readonly timer: NodeJS.Timeout;
+  /** This host's addresses, read again every minute: a new one is protected without a restart. */
+  private readonly host: HostAddressWatch;
 
   private constructor(
     private readonly base: readonly string[],
-    private readonly host: readonly string[],
     private readonly local: LocalFail2ban,
     log: Logger,
     refreshMs: number,
+    hostWatch: Omit<HostAddressWatchOptions, "onChange">,
   ) {
+    this.host = new HostAddressWatch({
+      ...hostWatch,
+      onChange: (addresses) => {
+        this.policy = this.build();
+        log.info({ addresses }, "host addresses changed");
+      },
+    });
     this.policy = this.build();
     this.timer = setInterval(() => {
       local
@@ -47,6 +57,7 @@ export class NeverBanSource {
     publishers: readonly { feed: string; snapshot: string }[],
     log: Logger,
     refreshMs = REFRESH_MS,
+    hostWatch: Omit<HostAddressWatchOptions, "onChange"> = {},
   ): Promise<NeverBanSource> {
     const hosts = publishers.flatMap((p) => [hostOf(p.feed), hostOf(p.snapshot)]);
     const base = [
@@ -58,8 +69,7 @@ export class NeverBanSource {
       )),
       ...(await protectedEntries(settings.peers, "subscriber.peers entry", log, true)),
     ];
-    const host = hostAddresses();
-    return new NeverBanSource(base, host, await localFail2ban(settings, log), log, refreshMs);
+    return new NeverBanSource(base, await localFail2ban(settings, log), log, refreshMs, hostWatch);
   }
 
   get current(): LocalPolicy {
@@ -68,10 +78,14 @@ export class NeverBanSource {
 
   close(): void {
     clearInterval(this.timer);
+    this.host.close();
   }
 
   private build(): LocalPolicy {
     const entries = [...this.base, ...this.local.ignoreIp];
-    return { neverBan: NeverBanList.create({ entries, hostAddresses: this.host }), jails: this.local.jails };
+    return {
+      neverBan: NeverBanList.create({ entries, hostAddresses: this.host.addresses }),
+      jails: this.local.jails,
+    };
   }
 }

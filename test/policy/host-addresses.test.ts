@@ -2,7 +2,9 @@ import path from "node:path";
 import test from "ava";
 import { hostAwareNeverBan } from "../../src/ban-helper/never-ban.js";
 import { BanHelperServer } from "../../src/ban-helper/server.js";
+import type { SubscriberConfig } from "../../src/config/schema.js";
 import { HostAddressWatch } from "../../src/policy/host-addresses.js";
+import { NeverBanSource } from "../../src/subscriber/never-ban-source.js";
 import { memoryLogger, openDir, rawRequest } from "../ban-helper/helpers.js";
 import { waitFor } from "../harness/wait.js";
 
@@ -60,4 +62,27 @@ test("the ban-helper refuses a host address that appeared after it started, once
   t.is(await rawRequest(socket, "BAN f2bz 198.51.100.8\n"), "ERR never-ban address '198.51.100.8'\n");
   t.is(await rawRequest(socket, "BAN f2bz 203.0.113.1\n"), "ERR never-ban address '203.0.113.1'\n");
   t.is(await rawRequest(socket, "BAN f2bz 192.0.2.1\n"), "ERR never-ban address '192.0.2.1'\n");
+});
+
+test("the subscriber's never-ban list takes in a host address that appeared after it started", async (t) => {
+  let addresses = ["192.0.2.1"];
+  const { logger } = memoryLogger();
+  const settings = {
+    neverBan: ["203.0.113.0/28"],
+    peers: [],
+    action: { type: "log", dryRun: false },
+  } as unknown as SubscriberConfig;
+  const source = await NeverBanSource.open(settings, [], logger, 60_000, {
+    read: () => addresses,
+    intervalMs: 20,
+  });
+  t.teardown(() => source.close());
+  t.true(source.current.neverBan.contains("192.0.2.1"));
+  t.false(source.current.neverBan.contains("198.51.100.8"));
+  addresses = ["192.0.2.1", "198.51.100.8"];
+  await waitFor(() => (source.current.neverBan.contains("198.51.100.8") ? true : undefined), {
+    timeoutMs: 10_000,
+    what: "the subscriber to read the host addresses again",
+  });
+  t.true(source.current.neverBan.contains("203.0.113.1"), "configured entries stay");
 });
