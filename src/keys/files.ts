@@ -2,6 +2,7 @@ import {
   closeSync,
   constants,
   fchmodSync,
+  fchownSync,
   promises as fs,
   fsyncSync,
   linkSync,
@@ -15,6 +16,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { F2bzError, quote } from "../errors.js";
+import { type Account, describeUid } from "./accounts.js";
 import {
   formatPublicCertificate,
   formatSecretCertificate,
@@ -44,23 +46,65 @@ function ioError(file: string, error: unknown): F2bzError {
 type KeyFileKind = "secret" | "authorized" | "public";
 
 async function readKeyFile(file: string, kind: KeyFileKind): Promise<string> {
-  const bytes = await readKeyBytes(file, (stat) => {
-    if (kind === "secret") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o077, "expected 0600");
-    if (kind === "authorized") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o022, NO_WRITE);
-  });
+  const bytes = await readKeyBytes(
+    file,
+    (stat) => {
+      if (kind === "secret") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o077, "expected 0600");
+      if (kind === "authorized") checkOwnerAndMode(`key file ${quote(file)}`, stat, 0o022, NO_WRITE);
+    },
+    kind === "secret",
+  );
   return bytes.toString("utf8");
 }
+
+/**
+ * "Not readable" alone leaves the operator guessing; the usual cause is a secret created by root
+ * (`keygen` run as root) for a daemon that runs as its own user. Says who owns what is in the way
+ * (the file, or a directory that cannot be searched) and the command that fixes it.
+ */
+async function notReadable(file: string, secret: boolean): Promise<F2bzError> {
+  const uid = process.geteuid?.() ?? 0;
+  const me = describeUid(uid);
+  const user = me.split(" ")[0] ?? `${uid}`;
+  const fix = (target: string) =>
+    `run ${quote(`chown ${user}: ${target}`)}${secret ? ` or create it with ${quote(`f2bz keygen --owner ${user}`)}` : ""}`;
+  try {
+    const stat = await fs.lstat(file);
+    return new F2bzError(
+      "KEY_PERMISSIONS",
+      `key file ${quote(file)} is owned by ${describeUid(stat.uid)} with mode ${octal(stat.mode)} and not readable by ${me}: ${fix(file)}`,
+    );
+  } catch {
+    const dir = path.dirname(path.resolve(file));
+    try {
+      const stat = await fs.stat(dir);
+      return new F2bzError(
+        "KEY_PERMISSIONS",
+        `key file ${quote(file)} is not readable by ${me}: its directory ${quote(dir)} is owned by ${describeUid(stat.uid)} with mode ${octal(stat.mode)}: ${fix(dir)}`,
+      );
+    } catch {
+      return new F2bzError("KEY_PERMISSIONS", `key file ${quote(file)} is not readable by ${me}`);
+    }
+  }
+}
+
+const octal = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, "0");
 
 /**
  * Reads a key file without following a symlink, checking the opened descriptor (not the path) and
  * reading through that same descriptor, so the file cannot be swapped between the check and the
  * read. At most MAX_KEY_FILE bytes are read, even if the file grows after the check.
  */
-export async function readKeyBytes(file: string, check: (stat: Stats) => void): Promise<Buffer> {
+export async function readKeyBytes(
+  file: string,
+  check: (stat: Stats) => void,
+  secret = false,
+): Promise<Buffer> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EACCES") throw await notReadable(file, secret);
     throw ioError(file, error);
   }
   try {
@@ -141,12 +185,8 @@ export function checkOwner(
 
 /** None of the `forbidden` permission bits. */
 export function checkMode(what: string, stat: { mode: number }, forbidden: number, expected: string): void {
-  const mode = stat.mode & 0o7777;
-  if ((mode & forbidden) !== 0) {
-    throw new F2bzError(
-      "KEY_PERMISSIONS",
-      `${what} has mode ${mode.toString(8).padStart(4, "0")}, ${expected}`,
-    );
+  if ((stat.mode & forbidden) !== 0) {
+    throw new F2bzError("KEY_PERMISSIONS", `${what} has mode ${octal(stat.mode)}, ${expected}`);
   }
 }
 
@@ -167,11 +207,16 @@ export interface WrittenIdentity {
  * Writes NAME.key (0644) and NAME.key_secret (0600). Each file is written to a temporary name
  * created with O_EXCL under umask 077, fsynced, then linked into place (refusing an existing file)
  * or, with `force`, renamed over it; the directory is fsynced last.
+ *
+ * `owner`: the daemon's user, given the secret (and the directory, when created here, 0700 under
+ * that umask) through the descriptors opened here, before the secret is linked into place: it never
+ * appears under its name owned by anyone else, and no path is followed (no chown of a swapped link).
  */
 export async function writeIdentity(
   dir: string,
   id: SecretIdentity,
   force: boolean,
+  owner?: Account,
 ): Promise<WrittenIdentity> {
   const publicFile = path.join(dir, `${id.name}.key`);
   const secretFile = path.join(dir, `${id.name}.key_secret`);
@@ -189,11 +234,14 @@ export async function writeIdentity(
   // (and create files) while it is 077.
   const previousUmask = process.umask(0o077);
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    writeAtomically(secretFile, formatSecretCertificate(id), 0o600, force);
-    writeAtomically(publicFile, formatPublicCertificate(id), 0o644, force);
-    const dirFd = openSync(dir, constants.O_RDONLY);
+    const created = mkdirSync(dir, { recursive: true, mode: 0o755 }) !== undefined;
+    // A directory made here is opened without following a link: it is the one chowned.
+    const noFollow = created ? constants.O_NOFOLLOW : 0;
+    const dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | noFollow);
     try {
+      if (owner && created) giveTo(dirFd, owner, dir);
+      writeAtomically(secretFile, formatSecretCertificate(id), 0o600, force, owner);
+      writeAtomically(publicFile, formatPublicCertificate(id), 0o644, force);
       fsyncSync(dirFd);
     } finally {
       closeSync(dirFd);
@@ -216,14 +264,31 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-function writeAtomically(file: string, text: string, mode: number, force: boolean): void {
+function giveTo(fd: number, owner: Account, what: string): void {
+  try {
+    fchownSync(fd, owner.uid, owner.gid);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "EPERM") throw error;
+    throw new F2bzError(
+      "KEY_PERMISSIONS",
+      `cannot give ${quote(what)} to ${owner.name} (uid ${owner.uid}): operation not permitted, run keygen --owner as root`,
+    );
+  }
+}
+
+function writeAtomically(file: string, text: string, mode: number, force: boolean, owner?: Account): void {
   const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   const fd = openSync(tmp, flags, 0o600);
   try {
     writeFileSync(fd, text, "utf8");
     fchmodSync(fd, mode);
+    if (owner) giveTo(fd, owner, file);
     fsyncSync(fd);
+  } catch (error) {
+    rmSync(tmp, { force: true });
+    throw error;
   } finally {
     closeSync(fd);
   }
