@@ -1,5 +1,7 @@
 import { directorySignature, scanEntries } from "../keys/store.js";
-import { type Counters, type Logger, RateLimitedLog } from "../logging.js";
+import type { Counters, Logger } from "../logging.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
+import { SerialQueue } from "../toolkit/serial-queue.js";
 
 export interface OriginsOptions {
   logger: Logger;
@@ -19,16 +21,18 @@ export class OriginsWatcher {
   private trusted: ReadonlySet<string> = new Set();
   private signature = "";
   private timer: NodeJS.Timeout | undefined;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** Loads one at a time: the poller's and `reload()`'s. */
+  private readonly loads = new SerialQueue();
   private isClosed = false;
   private readonly log: Logger;
-  private readonly skipLog = new RateLimitedLog(300_000, 1);
+  private readonly skipped: LimitedLog;
 
   private constructor(
     readonly dir: string,
     private readonly options: OriginsOptions,
   ) {
     this.log = options.logger.child({ component: "origins" });
+    this.skipped = new LimitedLog(this.log, new RateLimitedLog(300_000, 1));
   }
 
   static async open(dir: string, options: OriginsOptions): Promise<OriginsWatcher> {
@@ -49,9 +53,7 @@ export class OriginsWatcher {
 
   /** Loads the directory now. Serialised with the poller. */
   reload(): Promise<void> {
-    const next = this.chain.then(() => this.load());
-    this.chain = next.catch(() => {});
-    return next;
+    return this.loads.run(() => this.load());
   }
 
   /** Stops polling. Idempotent. */
@@ -59,15 +61,15 @@ export class OriginsWatcher {
     this.isClosed = true;
     clearTimeout(this.timer);
     this.timer = undefined;
-    await this.chain;
+    await this.loads.idle();
   }
 
   private schedule(): void {
     const pollMs = this.options.pollMs ?? 1_000;
     if (this.isClosed || pollMs <= 0) return;
     this.timer = setTimeout(() => {
-      this.chain = this.chain
-        .then(async () => {
+      void this.loads
+        .run(async () => {
           if ((await directorySignature([this.dir])) !== this.signature) await this.load();
         })
         .catch((error: unknown) => this.log.error({ err: error }, "cannot poll the origins directory"))
@@ -91,10 +93,11 @@ export class OriginsWatcher {
     );
     if (scan.skipped.length > 0) this.options.counters.inc("origins.keys_skipped", scan.skipped.length);
     for (const entry of scan.skipped) {
-      const suppressed = this.skipLog.allow(`${entry.file}\n${entry.reason}`);
-      if (suppressed !== undefined) {
-        this.log.warn({ file: entry.file, reason: entry.reason, suppressed }, "key skipped");
-      }
+      this.skipped.warn(
+        `${entry.file}\n${entry.reason}`,
+        { file: entry.file, reason: entry.reason },
+        "key skipped",
+      );
     }
   }
 }
