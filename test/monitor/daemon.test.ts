@@ -1,78 +1,17 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { appendFile, rename } from "node:fs/promises";
 import path from "node:path";
-import test, { type ExecutionContext } from "ava";
+import test from "ava";
 import { keyHex } from "../../src/keys/store.js";
 import { Outbox } from "../../src/monitor/outbox.js";
 import { waitFor } from "../harness/wait.js";
-import { CLI, ensureBuilt } from "../helpers/cli.js";
+import { spawnDaemon } from "../helpers/cli.js";
 import { banLine, DEADLINE_MS, type LogLine, type MonitorLab, monitorLab } from "./helpers.js";
 
 /**
  * `f2bz monitor` as an operator runs it: the built CLI in the foreground, JSON logs, signals.
  * `npm test` builds dist/ first; run `npm run build` after changing src/ before running this alone.
  */
-
-interface Daemon {
-  child: ChildProcess;
-  /** stdout lines, parsed (a line that is not JSON fails the test at exit). */
-  lines: LogLine[];
-  raw: string[];
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  waitLog(msg: string, n?: number): Promise<LogLine[]>;
-}
-
-function runMonitor(t: ExecutionContext, config: string): Daemon {
-  ensureBuilt();
-  const child = spawn(process.execPath, [CLI, "monitor", "--config", config], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  const raw: string[] = [];
-  const lines: LogLine[] = [];
-  let pending = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    pending += chunk;
-    const parts = pending.split("\n");
-    pending = parts.pop() ?? "";
-    for (const line of parts) {
-      raw.push(line);
-      try {
-        lines.push(JSON.parse(line) as LogLine);
-      } catch {
-        // kept in raw: asserted on below
-      }
-    }
-  });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("close", (code, signal) => resolve({ code, signal })),
-  );
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    return exited.then(() => {});
-  });
-  return {
-    child,
-    lines,
-    raw,
-    stderr: () => stderr,
-    exited,
-    waitLog: (msg, n = 1) =>
-      waitFor(
-        () => {
-          const found = lines.filter((l) => l.msg === msg);
-          return found.length >= n ? found : undefined;
-        },
-        { timeoutMs: DEADLINE_MS, what: `${n} × '${msg}' from the monitor (stderr: ${stderr.slice(-300)})` },
-      ),
-  };
-}
 
 async function configFile(lab: MonitorLab, extra: Record<string, unknown> = {}): Promise<string> {
   return lab.cluster.configFile(lab.monitorNode, {
@@ -96,7 +35,7 @@ test("f2bz monitor logs JSON, exits 0 on SIGTERM with the outbox intact, and del
   const lab = await monitorLab(t);
   const config = await configFile(lab);
 
-  const first = runMonitor(t, config);
+  const first = spawnDaemon(t, ["monitor", "--config", config]);
   await first.waitLog("monitor started");
   await lab.append(banLine("sshd", "198.51.100.1"), banLine("sshd", "198.51.100.2"));
   const queued = await first.waitLog("event queued", 2);
@@ -104,7 +43,10 @@ test("f2bz monitor logs JSON, exits 0 on SIGTERM with the outbox intact, and del
   t.deepEqual(await first.exited, { code: 0, signal: null });
   t.is(first.stderr(), "");
   t.deepEqual(
-    first.raw.filter((l) => !l.startsWith("{")),
+    first
+      .stdout()
+      .split("\n")
+      .filter((l) => l !== "" && !l.startsWith("{")),
     [],
     "every line is JSON",
   );
@@ -122,7 +64,7 @@ test("f2bz monitor logs JSON, exits 0 on SIGTERM with the outbox intact, and del
   outbox.close();
 
   const { feed } = await lab.startPublisher();
-  const second = runMonitor(t, config);
+  const second = spawnDaemon(t, ["monitor", "--config", config]);
   await second.waitLog("monitor started");
   await lab.append(banLine("sshd", "198.51.100.3"));
   await feed.waitCount(3);
@@ -153,7 +95,7 @@ test("killed with SIGKILL mid-stream, the monitor resumes without loss or duplic
   const { feed } = await lab.startPublisher();
   const ips = Array.from({ length: 12 }, (_, i) => `203.0.113.${i + 1}`);
 
-  const first = runMonitor(t, config);
+  const first = spawnDaemon(t, ["monitor", "--config", config]);
   await first.waitLog("monitor started");
   await lab.append(...ips.slice(0, 4).map((ip) => banLine("web", ip)));
   await feed.waitCount(2);
@@ -165,7 +107,7 @@ test("killed with SIGKILL mid-stream, the monitor resumes without loss or duplic
   t.is((await first.exited).signal, "SIGKILL");
   await writing;
 
-  const second = runMonitor(t, config);
+  const second = spawnDaemon(t, ["monitor", "--config", config]);
   await second.waitLog("monitor started");
   await lab.append(...ips.slice(8).map((ip) => banLine("web", ip)));
   await feed.waitCount(ips.length);
@@ -185,7 +127,7 @@ test("SIGHUP reopens logging.file: after a rename, new lines go to a new file at
   const lab = await monitorLab(t);
   const logFile = path.join(lab.cluster.dir, "log", "monitor.log");
   const config = await configFile(lab, { logging: { level: "info", file: logFile } });
-  const daemon = runMonitor(t, config);
+  const daemon = spawnDaemon(t, ["monitor", "--config", config]);
   const fileLines = (file: string): LogLine[] =>
     existsSync(file)
       ? readFileSync(file, "utf8")
@@ -213,6 +155,6 @@ test("SIGHUP reopens logging.file: after a rename, new lines go to a new file at
   t.true(rotated.includes("monitor started"));
   t.false(rotated.includes("event queued"), "nothing written to the renamed file after SIGHUP");
   t.is(fileLines(logFile).at(-1)?.msg, "monitor stopped");
-  t.deepEqual(daemon.raw, [], "with a log file, nothing on stdout");
+  t.is(daemon.stdout(), "", "with a log file, nothing on stdout");
   t.is(daemon.stderr(), "");
 });

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import anyTest, { type ExecutionContext } from "ava";
@@ -7,70 +6,18 @@ import { Fail2banClient } from "../../src/fail2ban/client.js";
 import { NeverBanList } from "../../src/policy/never-ban.js";
 import { ensureFail2ban, startFail2ban } from "../harness/fail2ban.js";
 import { createTestUser, isRoot } from "../harness/users.js";
-import { waitFor } from "../harness/wait.js";
-import { CLI, ensureBuilt, runCli } from "../helpers/cli.js";
+import { type Daemon, runCli, spawnDaemon } from "../helpers/cli.js";
 import { testCluster, testLogger } from "../helpers/cluster.js";
 import { tempDir } from "../helpers/temp-dir.js";
-import { DEADLINE_MS, type LogLine, startTestMonitor, startTestPublisher, waitCounter } from "./helpers.js";
+import { DEADLINE_MS, startTestMonitor, startTestPublisher, waitCounter } from "./helpers.js";
 
-/** `f2bz subscriber` as an operator runs it: the built CLI, JSON lines on stdout. */
-interface Daemon {
-  child: ChildProcess;
-  lines: LogLine[];
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
+/** `f2bz subscriber` as an operator runs it: the built CLI from /, a service's bare environment. */
 function spawnSubscriber(t: ExecutionContext, config: string, as?: { uid: number; gid: number }): Daemon {
-  ensureBuilt();
-  const child = spawn(process.execPath, [CLI, "subscriber", "--config", config], {
+  return spawnDaemon(t, ["subscriber", "--config", config], {
     cwd: "/",
     env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/nonexistent", LANG: "C", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-    ...(as ? { uid: as.uid, gid: as.gid } : {}),
+    ...(as ? { as } : {}),
   });
-  const lines: LogLine[] = [];
-  let pending = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    pending += chunk;
-    for (let nl = pending.indexOf("\n"); nl !== -1; nl = pending.indexOf("\n")) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line) as LogLine);
-      } catch {
-        lines.push({ level: 0, msg: line });
-      }
-    }
-  });
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => resolve({ code, signal })),
-  );
-  // Only this child, by its own pid, and only if the test left it running.
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await exited;
-    }
-  });
-  return { child, lines, stderr: () => stderr, exited };
-}
-
-/** Waits for a log line; a daemon that exits meanwhile fails the wait at once, with what it said. */
-function waitMsg(d: Daemon, msg: string): Promise<LogLine> {
-  const found = waitFor(() => d.lines.find((l) => l.msg === msg), {
-    timeoutMs: DEADLINE_MS,
-    what: `'${msg}' from the subscriber`,
-  });
-  const died = d.exited.then((exit) => {
-    throw new Error(`the subscriber exited ${JSON.stringify(exit)} before '${msg}': ${d.stderr()}`);
-  });
-  died.catch(() => {});
-  return Promise.race([found, died]);
 }
 
 anyTest("f2bz subscriber runs until SIGTERM and then exits 0", async (t) => {
@@ -83,8 +30,8 @@ anyTest("f2bz subscriber runs until SIGTERM and then exits 0", async (t) => {
     subscriber: { publishers: [pub.entry], action: { type: "log" } },
   });
   const daemon = spawnSubscriber(t, config);
-  await waitMsg(daemon, "subscriber started");
-  await waitMsg(daemon, "snapshot loaded");
+  await daemon.waitLog("subscriber started");
+  await daemon.waitLog("snapshot loaded");
   daemon.child.kill("SIGTERM");
   t.deepEqual(await daemon.exited, { code: 0, signal: null }, daemon.stderr());
   t.truthy(daemon.lines.find((l) => l.msg === "subscriber stopped"));
@@ -160,7 +107,7 @@ rootTest("an unprivileged subscriber bans through the ban-helper", async (t) => 
   for (const file of [config, pub.node.publicKey]) await fs.chmod(file, 0o644);
 
   const daemon = spawnSubscriber(t, config, user);
-  await waitMsg(daemon, "snapshot loaded");
+  await daemon.waitLog("snapshot loaded");
   const status = await fs.readFile(`/proc/${daemon.child.pid}/status`, "utf8");
   t.regex(status, new RegExp(`^Uid:\\s+${user.uid}\\s+${user.uid}\\s+${user.uid}\\s+${user.uid}$`, "m"));
 
