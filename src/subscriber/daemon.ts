@@ -65,7 +65,12 @@ export async function startSubscriber(
     const action = resources.use(createAction(settings, logger, counters));
     const origins = settings.origins
       ? resources.use(
-          await OriginsWatcher.open(settings.origins, { logger, counters, pollMs: ORIGINS_POLL_MS }),
+          await OriginsWatcher.open(settings.origins, {
+            logger,
+            counters,
+            pollMs: ORIGINS_POLL_MS,
+            signal: stop,
+          }),
         )
       : undefined;
     const expiry = resources.use(new Expiry({ store, action, counters, logger, signal: stop }));

@@ -8,6 +8,8 @@ export interface OriginsOptions {
   counters: Counters;
   /** How often the directory is checked for changes; 0 disables polling (call `reload()`). */
   pollMs?: number;
+  /** The daemon's: once it fires, the directory is no longer polled. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -23,7 +25,9 @@ export class OriginsWatcher {
   private timer: NodeJS.Timeout | undefined;
   /** Loads one at a time: the poller's and `reload()`'s. */
   private readonly loads = new SerialQueue();
-  private isClosed = false;
+  private readonly closed = new AbortController();
+  /** Fired by `close()` or by the daemon. */
+  private readonly stop: AbortSignal;
   private readonly log: Logger;
   private readonly skipped: LimitedLog;
 
@@ -33,6 +37,7 @@ export class OriginsWatcher {
   ) {
     this.log = options.logger.child({ component: "origins" });
     this.skipped = new LimitedLog(this.log, new RateLimitedLog(300_000, 1));
+    this.stop = options.signal ? AbortSignal.any([options.signal, this.closed.signal]) : this.closed.signal;
   }
 
   static async open(dir: string, options: OriginsOptions): Promise<OriginsWatcher> {
@@ -58,7 +63,7 @@ export class OriginsWatcher {
 
   /** Stops polling. Idempotent. */
   async close(): Promise<void> {
-    this.isClosed = true;
+    this.closed.abort();
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.loads.idle();
@@ -66,7 +71,7 @@ export class OriginsWatcher {
 
   private schedule(): void {
     const pollMs = this.options.pollMs ?? 1_000;
-    if (this.isClosed || pollMs <= 0) return;
+    if (this.stop.aborted || pollMs <= 0) return;
     this.timer = setTimeout(() => {
       void this.loads
         .run(async () => {
