@@ -1,9 +1,10 @@
-import { rename, writeFile } from "node:fs/promises";
+import { rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import type * as zmq from "zeromq";
 import { formatPublicCertificate } from "../../src/keys/identity.js";
 import { keyHex, roleDir } from "../../src/keys/store.js";
+import { Outbox } from "../../src/monitor/outbox.js";
 import { type BanEvent, isEventId } from "../../src/protocol/event.js";
 import { peekEnvelope } from "../../src/protocol/peek.js";
 import { encodeAck, encodeNack } from "../../src/protocol/submit.js";
@@ -595,4 +596,27 @@ test("two publishers pinning one key are refused at start: they would share one 
     error?.message ?? "",
     /^monitor\.publishers\[1\] pins the same key as monitor\.publishers\[0\] \('.*pub1\.key'\)/,
   );
+});
+
+test("the process signal stops the monitor: nothing read after its abort, close() then saves where reading stopped", async (t) => {
+  t.timeout(30_000);
+  const lab = await monitorLab(t);
+  const stop = new AbortController();
+  const { monitor, logs } = await lab.startMonitor({}, {}, { signal: stop.signal });
+  await lab.append(banLine("sshd", "198.51.100.91"));
+  await queued(logs, 1);
+  const { size } = await stat(lab.logFile);
+  stop.abort();
+  await lab.append(banLine("sshd", "198.51.100.92"));
+  await monitor.close();
+  t.is(count(logs, "event queued"), 1, "the line after the abort is left for the next start");
+  const outbox = new Outbox(lab.monitorNode.stateDir, [
+    { name: nameOf(lab.publisherNode), endpoint: lab.submit },
+  ]);
+  t.like(outbox.position("file"), { offset: size });
+  t.is(outbox.size(), 1);
+  outbox.close();
+  const again = await lab.startMonitor();
+  const [next] = await queued(again.logs, 1);
+  t.is(next?.ip, "198.51.100.92");
 });
