@@ -1,5 +1,4 @@
 import type * as zmq from "zeromq";
-import { fingerprint } from "../keys/identity.js";
 import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import { encodeEventFrames } from "../protocol/frames.js";
@@ -7,6 +6,7 @@ import type { RejectReason } from "../protocol/reasons.js";
 import { decodeSubmitReply } from "../protocol/submit.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { realSchedule, type Schedule, sleep, WakeUp } from "../toolkit/wake-up.js";
+import { type HandshakeNews, HandshakeWatch } from "../transport/handshake-watch.js";
 import { type CurveKeyPair, createClientSocket } from "../transport/sockets.js";
 import type { Outbox, OutboxEntry } from "./outbox.js";
 
@@ -53,8 +53,8 @@ export class PublisherLink {
   private readonly entries: WakeUp;
   private readonly now: () => number;
   private backoffMs: number;
-  /** Handshakes the publisher broke off in a row, over socket resets: a pinned key that is wrong. */
-  private brokenHandshakes = 0;
+  /** Says why a publisher does not answer, which the lazy-pirate timeout alone cannot. */
+  private readonly handshakes: HandshakeWatch;
   /** The entry last signed again because this publisher called it stale. */
   private resignedAfterStale: string | undefined;
   private readonly log: Logger;
@@ -67,6 +67,11 @@ export class PublisherLink {
     this.entries = new WakeUp(o.schedule ?? realSchedule);
     this.log = o.logger.child({ component: "delivery", publisher: o.endpoint });
     this.problems = new LimitedLog(this.log, new RateLimitedLog(60_000, 1));
+    this.handshakes = new HandshakeWatch({
+      role: "monitor",
+      serverKey: o.serverKey,
+      onNews: (n) => this.onHandshake(n),
+    });
     // An abort also ends an unanswered request at once, not after the ack timeout.
     this.stop.signal.addEventListener("abort", () => this.socket?.close(), { once: true });
     if (o.signal?.aborted) this.stop.abort();
@@ -204,35 +209,17 @@ export class PublisherLink {
     socket.sendTimeout = this.o.ackTimeoutMs;
     socket.connect(this.o.endpoint);
     this.socket = socket;
-    void this.watch(socket);
+    void this.handshakes.watch(socket);
     return socket;
   }
 
-  /**
-   * Says why a publisher does not answer, which the lazy-pirate timeout alone cannot: our key
-   * refused by its ZAP handler, or its key not the one pinned. Ends when the socket closes.
-   */
-  private async watch(socket: zmq.Request): Promise<void> {
-    try {
-      for await (const event of socket.events) {
-        if (event.type === "handshake") {
-          this.brokenHandshakes = 0;
-          this.log.info("connected to publisher");
-        } else if (event.type === "handshake:error:auth") {
-          this.o.metrics.inc("deliveries_total", { result: "refused" });
-          this.problem(
-            "publisher refused our key: add this node's public .key to the publisher's keys/authorized/monitors",
-            { status: event.error.status },
-          );
-        } else if (event.type === "handshake:error:other" && ++this.brokenHandshakes % 3 === 0) {
-          this.problem("publisher key does not match: check monitor.publishers[].key", {
-            pinned: fingerprint(this.o.serverKey),
-          });
-        }
-      }
-    } catch {
-      // The socket closed under the loop: nothing to watch any more.
-    }
+  /** Our key refused by the publisher's ZAP handler, or its key not the one pinned (over socket resets). */
+  private onHandshake(news: HandshakeNews): void {
+    if (news.type === "connected") this.log.info("connected to publisher");
+    else if (news.type === "refused") {
+      this.o.metrics.inc("deliveries_total", { result: "refused" });
+      this.problem(news.problem, news.fields);
+    } else if (news.type === "mismatch") this.problem(news.problem, news.fields);
   }
 
   private reset(): void {

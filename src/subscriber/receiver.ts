@@ -1,5 +1,4 @@
 import type * as zmq from "zeromq";
-import { fingerprint } from "../keys/identity.js";
 import type { Counters, Logger } from "../logging.js";
 import {
   decodeFeed,
@@ -18,6 +17,7 @@ import {
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { SerialQueue } from "../toolkit/serial-queue.js";
 import { sleep } from "../toolkit/wake-up.js";
+import { type HandshakeNews, HandshakeWatch } from "../transport/handshake-watch.js";
 import { type CurveKeyPair, createClientSocket } from "../transport/sockets.js";
 import { SeqRuns } from "./seq-runs.js";
 
@@ -58,8 +58,6 @@ const CURVE_FRAME_OVERHEAD = 64;
  */
 const MAX_SNAPSHOT_ENTRIES = 5_000_000;
 const MAX_RETRY_MS = 30_000;
-/** Broken handshakes or failed connects in a row before the log says what is wrong. */
-const FAILURES_BEFORE_WARNING = 3;
 
 interface Snapshot {
   seq: number;
@@ -102,7 +100,7 @@ export class PublisherReceiver {
   private readonly log: Logger;
   private readonly problems: LimitedLog;
   private readonly loops: Promise<void>[] = [];
-  private handshakeFailures = 0;
+  private handshakes: HandshakeWatch | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ReceiverOptions) {
@@ -121,7 +119,13 @@ export class PublisherReceiver {
     sub.subscribe(TOPIC_UPDATE);
     sub.connect(this.o.feed);
     this.sub = sub;
-    this.loops.push(this.watch(sub), this.receive(sub));
+    const handshakes = new HandshakeWatch({
+      role: "subscriber",
+      serverKey: this.o.serverKey,
+      onNews: (news) => this.onHandshake(sub, news),
+    });
+    this.handshakes = handshakes;
+    this.loops.push(handshakes.watch(sub), this.receive(sub));
   }
 
   /** Ends the loops, a snapshot in flight and its back-off; idempotent. */
@@ -139,59 +143,30 @@ export class PublisherReceiver {
   }
 
   /** Diagnostics a fleet operator needs: our key refused, the publisher's key not matching, no route. */
-  private async watch(sub: zmq.Subscriber): Promise<void> {
-    let retries = 0;
-    const pinned = fingerprint(this.o.serverKey);
-    try {
-      for await (const event of sub.events) {
-        switch (event.type) {
-          case "handshake":
-            retries = 0;
-            this.handshakeFailures = 0;
-            this.log.info("connected");
-            void this.serial(async () => {
-              this.resync("connected");
-            });
-            break;
-          case "handshake:error:auth":
-            this.handshakeFailures++;
-            this.problem(
-              "publisher refused our key: add this node's public .key to the publisher's keys/authorized/subscribers",
-              { status: event.error.status },
-            );
-            // libzmq ends a session after a ZAP denial and never retries: reconnect ourselves, with
-            // back-off, so a key accepted later recovers without a restart.
-            this.reconnectLater(sub);
-            break;
-          case "handshake:error:protocol":
-            this.problem("handshake with the publisher failed: protocol error", { code: event.error.code });
-            break;
-          case "handshake:error:other":
-            // With CURVE, a client that pinned the wrong server key cannot produce a HELLO the server
-            // can open; the server drops the connection and the client sees its pipe break. libzmq
-            // would retry every second forever: back off instead.
-            if (++this.handshakeFailures >= FAILURES_BEFORE_WARNING) {
-              this.problem(
-                "publisher key does not match: the publisher breaks off every handshake; check subscriber.publishers[].key",
-                { pinned, err: event.error.message },
-              );
-              this.reconnectLater(sub);
-            }
-            break;
-          case "connect:retry":
-            if (this.handshakeFailures === 0 && ++retries >= FAILURES_BEFORE_WARNING) {
-              this.problem("cannot connect to the publisher: retrying with back-off", {});
-            }
-            break;
-          case "disconnect":
-            this.log.info("disconnected");
-            break;
-          default:
-            break;
-        }
-      }
-    } catch (error) {
-      if (!this.stop.aborted) this.log.error({ err: (error as Error).message }, "event watch failed");
+  private onHandshake(sub: zmq.Subscriber, news: HandshakeNews): void {
+    switch (news.type) {
+      case "connected":
+        this.log.info("connected");
+        void this.serial(async () => {
+          this.resync("connected");
+        });
+        break;
+      case "disconnected":
+        this.log.info("disconnected");
+        break;
+      case "refused":
+        this.problem(news.problem, news.fields);
+        // libzmq ends a session after a ZAP denial and never retries: reconnect ourselves, with
+        // back-off, so a key accepted later recovers without a restart.
+        this.reconnectLater(sub);
+        break;
+      case "mismatch":
+        // libzmq would retry every second forever: back off instead.
+        this.problem(news.problem, news.fields);
+        this.reconnectLater(sub);
+        break;
+      default:
+        this.problem(news.problem, news.fields);
     }
   }
 
@@ -203,7 +178,7 @@ export class PublisherReceiver {
     } catch {
       // Already gone (libzmq ended the session): connect again anyway.
     }
-    const delay = Math.min(60_000, 1000 * 2 ** Math.min(this.handshakeFailures - 1, 6));
+    const delay = Math.min(60_000, 1000 * 2 ** Math.min((this.handshakes?.failures ?? 1) - 1, 6));
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       if (!this.stop.aborted && !sub.closed) sub.connect(this.o.feed);

@@ -27,36 +27,50 @@ export interface HandshakeWatchOptions {
   onNews: (news: HandshakeNews) => void;
 }
 
-/** Reads `socket.events` until the socket closes; never throws. */
-export async function watchHandshakes(
-  socket: { events: AsyncIterable<zmq.Event> },
-  o: HandshakeWatchOptions,
-): Promise<void> {
-  const pinned = fingerprint(o.serverKey);
-  let broken = 0;
-  let retries = 0;
-  try {
-    for await (const event of socket.events) {
-      const news = interpret(event);
-      if (news) o.onNews(news);
-    }
-  } catch {
-    // The socket closed under the loop: nothing to watch any more.
+/**
+ * Watches each socket a client opens to one publisher in turn; the count of broken handshakes in a
+ * row survives the sockets (a lazy-pirate client replaces its socket on every timeout).
+ */
+export class HandshakeWatch {
+  private readonly pinned: string;
+  private broken = 0;
+  private retries = 0;
+
+  constructor(private readonly o: HandshakeWatchOptions) {
+    this.pinned = fingerprint(o.serverKey);
   }
 
-  function interpret(event: zmq.Event): HandshakeNews | undefined {
+  /** Broken or refused handshakes since the last one that succeeded. */
+  get failures(): number {
+    return this.broken;
+  }
+
+  /** Reads `socket.events` until the socket closes; never throws. */
+  async watch(socket: { events: AsyncIterable<zmq.Event> }): Promise<void> {
+    try {
+      for await (const event of socket.events) {
+        const news = this.interpret(event);
+        if (news) this.o.onNews(news);
+      }
+    } catch {
+      // The socket closed under the loop: nothing to watch any more.
+    }
+  }
+
+  private interpret(event: zmq.Event): HandshakeNews | undefined {
+    const role = this.o.role;
     switch (event.type) {
       case "handshake":
-        broken = 0;
-        retries = 0;
+        this.broken = 0;
+        this.retries = 0;
         return { type: "connected" };
       case "disconnect":
         return { type: "disconnected" };
       case "handshake:error:auth":
-        broken++;
+        this.broken++;
         return {
           type: "refused",
-          problem: `publisher refused our key: add this node's public .key to the publisher's keys/authorized/${o.role}s`,
+          problem: `publisher refused our key: add this node's public .key to the publisher's keys/authorized/${role}s`,
           fields: { status: event.error.status },
         };
       case "handshake:error:protocol":
@@ -68,15 +82,15 @@ export async function watchHandshakes(
       case "handshake:error:other":
         // With CURVE, a client that pinned the wrong server key cannot produce a HELLO the server
         // can open; the server drops the connection and the client sees its pipe break.
-        if (++broken < FAILURES_BEFORE_WARNING) return undefined;
+        if (++this.broken < FAILURES_BEFORE_WARNING) return undefined;
         return {
           type: "mismatch",
-          problem: `publisher key does not match: check ${o.role}.publishers[].key`,
-          fields: { pinned, err: event.error.message },
-          failures: broken,
+          problem: `publisher key does not match: check ${role}.publishers[].key`,
+          fields: { pinned: this.pinned, err: event.error.message },
+          failures: this.broken,
         };
       case "connect:retry":
-        if (broken > 0 || ++retries < FAILURES_BEFORE_WARNING) return undefined;
+        if (this.broken > 0 || ++this.retries < FAILURES_BEFORE_WARNING) return undefined;
         return {
           type: "unreachable",
           problem: "cannot connect to the publisher: retrying with back-off",

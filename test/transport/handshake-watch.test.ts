@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from "ava";
 import type { SecretIdentity } from "../../src/keys/identity.js";
 import { fingerprint } from "../../src/keys/identity.js";
-import { type HandshakeNews, watchHandshakes } from "../../src/transport/handshake-watch.js";
+import { type HandshakeNews, HandshakeWatch } from "../../src/transport/handshake-watch.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { closing, FAST_RECONNECT, identity, Recorder, startServer, staticRegistry } from "./helpers.js";
 
@@ -14,10 +14,11 @@ async function watchedClient(
 ) {
   const news = new Recorder<HandshakeNews>();
   const client = closing(t, createClientSocket("request", { identity: id, serverKey, ...FAST_RECONNECT }));
-  const watching = watchHandshakes(client, { role: "monitor", serverKey, onNews: (n) => news.record(n) });
+  const watch = new HandshakeWatch({ role: "monitor", serverKey, onNews: (n) => news.record(n) });
+  const watching = watch.watch(client);
   client.connect(address);
   void client.send("event").catch(() => {});
-  return { news, client, watching };
+  return { news, client, watching, watch };
 }
 
 test("an authorized key is told connected; the watch ends when the socket closes", async (t) => {
@@ -57,11 +58,12 @@ test("a pinned key that is not the publisher's is told mismatch after repeated b
     domain: "submit",
     registry: staticRegistry([{ domain: "submit", id: monitor }]),
   });
-  const { news } = await watchedClient(t, monitor, impostor.curvePublic, server.endpoint.address);
+  const { news, watch } = await watchedClient(t, monitor, impostor.curvePublic, server.endpoint.address);
   const mismatch = await news.waitFor((n) => n.type === "mismatch", "mismatch");
   if (mismatch.type !== "mismatch") return t.fail();
   t.is(mismatch.problem, "publisher key does not match: check monitor.publishers[].key");
   t.is(mismatch.fields.pinned, fingerprint(impostor.curvePublic));
   t.true(mismatch.failures >= 3);
+  t.true(watch.failures >= mismatch.failures);
   t.false(news.items.some((n) => n.type === "connected"));
 });
