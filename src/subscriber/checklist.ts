@@ -1,4 +1,5 @@
 import type { Counters } from "../logging.js";
+import { heldUntil } from "../policy/ban-time.js";
 import type { BanEvent } from "../protocol/event.js";
 import type { RejectReason } from "../protocol/reasons.js";
 import { verifyEvent } from "../protocol/signature.js";
@@ -100,10 +101,7 @@ export class Checklist {
     if (jail === undefined) return { ok: false, reason: "jail", event };
     // Remembered from either path: a live copy of a snapshot entry (or the reverse, through a
     // second publisher) is then a duplicate. The insert is the atomic test.
-    const expires =
-      event.kind === "ban"
-        ? Math.min(event.expires, now + (o.maxBanTimeMs ?? DEFAULT_MAX_BAN_TIME_MS))
-        : event.expires;
+    const expires = heldUntil(event, now, o.maxBanTimeMs ?? DEFAULT_MAX_BAN_TIME_MS);
     const keepUntil = event.kind === "ban" ? Math.max(event.time, expires) : event.time;
     if (!o.store.markSeen(event.id, keepUntil)) return { ok: false, reason: "duplicate", event };
     return { ok: true, event, jail, expires };
