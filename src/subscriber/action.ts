@@ -1,4 +1,5 @@
 import type { Logger } from "../logging.js";
+import type { AppliedBan } from "./store.js";
 
 /** One local change, after every check of the subscriber's checklist has passed. */
 export interface ActionRequest {
@@ -8,6 +9,11 @@ export interface ActionRequest {
   origin: string;
   /** ms since epoch; for an unban, when it was decided. */
   expires: number;
+}
+
+/** The requests that ban (again) or lift bans held here, each as its longest holder holds it. */
+export function requestsFor(kind: ActionRequest["kind"], bans: readonly AppliedBan[]): ActionRequest[] {
+  return bans.map((b) => ({ kind, jail: b.jail, ip: b.ip, origin: b.origin, expires: b.expires }));
 }
 
 /** Where accepted events go: fail2ban, a command, or the log. */

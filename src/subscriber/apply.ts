@@ -1,6 +1,6 @@
 import type { Counters, Logger } from "../logging.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
-import type { Action } from "./action.js";
+import { type Action, requestsFor } from "./action.js";
 import type { Checklist, DropReason, JailTarget, Source } from "./checklist.js";
 import type { SubscriberStore } from "./store.js";
 
@@ -123,14 +123,6 @@ export class Apply {
     const held = this.o.store.applied();
     if (held.length === 0) return;
     this.log.info({ count: held.length }, "re-applying held cluster bans");
-    await this.o.action.apply(
-      held.map((b) => ({
-        kind: "ban" as const,
-        jail: b.jail,
-        ip: b.ip,
-        origin: b.origin,
-        expires: b.expires,
-      })),
-    );
+    await this.o.action.apply(requestsFor("ban", held));
   }
 }

@@ -1,6 +1,6 @@
 import type { Counters, Logger } from "../logging.js";
 import { realSchedule, type Schedule } from "../toolkit/wake-up.js";
-import type { Action } from "./action.js";
+import { type Action, requestsFor } from "./action.js";
 import type { AppliedBan, SubscriberStore } from "./store.js";
 
 /** The timer never sleeps longer than this, so a clock step is noticed within a minute. */
@@ -82,14 +82,6 @@ export class Expiry {
     if (lifted.length === 0) return;
     this.o.counters.inc("bans.expired", lifted.length);
     this.log.info({ count: lifted.length, ips: lifted.map((b) => b.ip) }, why);
-    await this.o.action.apply(
-      lifted.map((b) => ({
-        kind: "unban" as const,
-        jail: b.jail,
-        ip: b.ip,
-        origin: b.origin,
-        expires: b.expires,
-      })),
-    );
+    await this.o.action.apply(requestsFor("unban", lifted));
   }
 }
