@@ -1,9 +1,8 @@
-import { spawn } from "node:child_process";
 import { chmod, lstat, mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
-import { createTestUser, isRoot, type RunResult, type TestUser } from "../harness/users.js";
-import { CLI, type CliResult, runCli } from "../helpers/cli.js";
+import { createTestUser, isRoot, type TestUser } from "../harness/users.js";
+import { type CliResult, runCli, spawnDaemon } from "../helpers/cli.js";
 import { asRoot } from "../helpers/skip.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
@@ -33,31 +32,13 @@ async function setup(t: ExecutionContext): Promise<{ dir: string; config: string
 }
 
 /** `f2bz check-config` as the test user: the daemon's own start-up checks, secret included. */
-function checkConfigAsUser(config: string, cwd: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, "check-config", "--config", config], {
-      cwd,
-      uid: user!.uid,
-      gid: user!.gid,
-      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/nonexistent", LANG: "C", NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 30_000,
-      killSignal: "SIGKILL",
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+async function checkConfigAsUser(t: ExecutionContext, config: string, cwd: string): Promise<CliResult> {
+  const run = spawnDaemon(t, ["check-config", "--config", config], { as: user!, cwd });
+  const { code, signal } = await run.exited;
+  return { code, signal, stdout: run.stdout(), stderr: run.stderr(), timedOut: false };
 }
 
-function oneLine(t: ExecutionContext, r: CliResult | RunResult): string {
+function oneLine(t: ExecutionContext, r: CliResult): string {
   t.is(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
   t.false(r.stderr.includes("    at "));
   return r.stderr;
@@ -79,7 +60,7 @@ rootTest(
     t.is((await lstat(path.join(keys, "web1.key"))).mode & 0o7777, 0o644);
     t.deepEqual((await readdir(keys)).sort(), ["web1.key", "web1.key_secret"], "no temporary file left");
 
-    const check = await checkConfigAsUser(config, dir);
+    const check = await checkConfigAsUser(t, config, dir);
     t.is(check.code, 0, check.stderr);
     const nodeId = /^node id: +([0-9a-f]{32})$/m.exec(r.stdout)?.[1];
     t.truthy(nodeId);
@@ -96,7 +77,7 @@ rootTest(
     t.is((await runCli(["keygen", "--name", "web1", "--dir", keys])).code, 0);
     const file = path.join(keys, "web1.key_secret");
 
-    const check = await checkConfigAsUser(config, dir);
+    const check = await checkConfigAsUser(t, config, dir);
     t.is(check.code, 77, check.stderr);
     const u = `f2bz-x1-keygen (uid ${user!.uid})`;
     t.is(
@@ -110,7 +91,7 @@ rootTest("a secret in a directory keygen created as root: the message names the 
   const { dir, config, keys } = await setup(t);
   t.is((await runCli(["keygen", "--name", "web1", "--dir", keys])).code, 0);
 
-  const check = await checkConfigAsUser(config, dir);
+  const check = await checkConfigAsUser(t, config, dir);
   t.is(check.code, 77, check.stderr);
   t.regex(
     oneLine(t, check),

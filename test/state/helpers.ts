@@ -1,12 +1,9 @@
-import { execFileSync, spawn } from "node:child_process";
-import { once } from "node:events";
+import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmdirSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { ExecutionContext } from "ava";
 import { isRoot } from "../harness/users.js";
-import { waitFor } from "../harness/wait.js";
-import { CLI, ensureBuilt } from "../helpers/cli.js";
 
 /**
  * Whether this test run may mount a tmpfs of its own (root, and a container that allows mount):
@@ -62,62 +59,4 @@ export function fillFileSystem(file: string): number {
     closeSync(fd);
   }
   return total;
-}
-
-export interface Daemon {
-  /** Parsed JSON log lines (stdout) so far. */
-  lines(): Record<string, unknown>[];
-  stderr(): string;
-  line(match: (line: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>>;
-  running(): boolean;
-  /** SIGTERM, then the exit code. */
-  stop(): Promise<number | null>;
-}
-
-/** `f2bz <args>` as the built CLI, as systemd runs it: foreground, JSON on stdout. */
-export function startDaemon(t: ExecutionContext, args: readonly string[], deadlineMs: number): Daemon {
-  ensureBuilt();
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const lines = () =>
-    stdout
-      .split("\n")
-      .filter((l) => l.length > 0)
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return {
-    lines,
-    stderr: () => stderr,
-    line: (match, what) => {
-      return waitFor(
-        () => {
-          const found = lines().find(match);
-          if (found === undefined && child.exitCode !== null) {
-            throw new Error(`exited ${child.exitCode}: ${stderr}`);
-          }
-          return found;
-        },
-        { timeoutMs: deadlineMs, what },
-      );
-    },
-    running: () => child.exitCode === null && child.signalCode === null,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const [code] = await exited;
-      return code;
-    },
-  };
 }

@@ -4,11 +4,11 @@ import test, { type ExecutionContext } from "ava";
 import Database from "better-sqlite3";
 import { Outbox } from "../../src/monitor/outbox.js";
 import { PublisherStore } from "../../src/publisher/store.js";
-import { type CliResult, runCli } from "../helpers/cli.js";
+import { type CliResult, runCli, spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, type TestCluster, type TestNode, testCluster } from "../helpers/cluster.js";
 import { testWhen } from "../helpers/skip.js";
-import { authorized, DEADLINE_MS, sign, submitter } from "../publisher/helpers.js";
-import { canMountTmpfs, fillFileSystem, mountTmpfs, remountReadOnly, startDaemon } from "./helpers.js";
+import { authorized, sign, submitter } from "../publisher/helpers.js";
+import { canMountTmpfs, fillFileSystem, mountTmpfs, remountReadOnly } from "./helpers.js";
 
 /**
  * Storage faults met by the real daemons (the built CLI): a state file that is not theirs, a
@@ -154,16 +154,16 @@ withMount(
     const p = await publisherSetup(t);
     mountTmpfs(t, p.node.stateDir, 2048);
     const [web1] = await authorized(p.cluster, "monitor", "web1");
-    const daemon = startDaemon(t, ["publisher", "--config", p.config], DEADLINE_MS);
-    const listening = await daemon.line((l) => l.msg === "listening", "the log line 'listening'");
-    await daemon.line((l) => l.msg === "publisher started", "the log line 'publisher started'");
+    const daemon = spawnDaemon(t, ["publisher", "--config", p.config]);
+    const [listening] = await daemon.waitLog("listening");
+    await daemon.started("publisher");
     const reachable = {
       node: p.node,
       running: {
         endpoints: {
-          submit: String(listening.submit),
-          feed: String(listening.feed),
-          snapshot: String(listening.snapshot),
+          submit: String(listening!.submit),
+          feed: String(listening!.feed),
+          snapshot: String(listening!.snapshot),
         },
       },
     };
@@ -185,11 +185,9 @@ withMount(
     t.true(refused.length > 0, "nothing was refused while the disk was full");
     for (const reply of refused) t.like(reply, { type: "nack", reason: "busy" });
     for (const [i, reply] of replies.entries()) if (reply.type === "ack") acked.push(during[i]!.event.ip);
-    await daemon.line(
-      (l) => l.msg === "intake failed" && /full/i.test(String(l.err)),
-      "a log line saying the disk is full",
-    );
-    t.true(daemon.running(), "the publisher keeps running while the disk is full");
+    const [failed] = await daemon.waitLog("intake failed");
+    t.regex(String(failed!.err), /database or disk is full/);
+    t.is(daemon.child.exitCode, null, "the publisher keeps running while the disk is full");
 
     await rm(filler);
     // The monitor resends what was not acknowledged (its outbox keeps it): now accepted.
