@@ -1,4 +1,5 @@
 import { type HelperVerb, MAX_ADDRESSES } from "../fail2ban/helper-protocol.js";
+import type { LabelsOf } from "../metrics/catalogue.js";
 import { isValidJail } from "../policy/jail.js";
 import { checkTarget, type NeverBanList } from "../policy/never-ban.js";
 
@@ -10,7 +11,10 @@ export interface RequestPolicy {
 
 export type CheckedRequest =
   | { ok: true; verb: HelperVerb; jail: string; ips: string[] }
-  | { ok: false; reason: string };
+  | { ok: false; code: Refusal; reason: string };
+
+/** Why a request was refused: the label its refusal is counted under. */
+export type Refusal = LabelsOf<"helper_requests_refused_total">["reason"];
 
 /**
  * The helper's checklist for one request line (without its newline). The line comes from a local,
@@ -20,33 +24,35 @@ export type CheckedRequest =
  * Reasons are short lowercase phrases; the only input they repeat is one escaped, truncated token.
  */
 export function checkRequest(line: Buffer, policy: RequestPolicy): CheckedRequest {
-  if (line.length === 0) return refuse("empty request");
+  if (line.length === 0) return refuse("empty", "empty request");
   // Printable ASCII only: no tab, no CR, no NUL, no UTF-8 that could look like something else.
-  for (const byte of line) if (byte < 0x20 || byte > 0x7e) return refuse("not printable ascii");
+  for (const byte of line)
+    if (byte < 0x20 || byte > 0x7e) return refuse("not-printable", "not printable ascii");
   const words = line.toString("latin1").split(" ");
-  if (words.some((w) => w === "")) return refuse("malformed request, expected single spaces");
+  if (words.some((w) => w === "")) return refuse("malformed", "malformed request, expected single spaces");
   const [verb, jail, ...addresses] = words;
-  if (verb !== "BAN" && verb !== "UNBAN") return refuse(`unknown verb ${token(verb!)}`);
-  if (jail === undefined) return refuse("missing jail");
-  if (!isValidJail(jail)) return refuse(`invalid jail ${token(jail)}`);
-  if (!policy.jails.has(jail)) return refuse(`jail not allowed ${token(jail)}`);
-  if (addresses.length === 0) return refuse("missing address");
-  if (addresses.length > MAX_ADDRESSES) return refuse(`too many addresses, at most ${MAX_ADDRESSES}`);
+  if (verb !== "BAN" && verb !== "UNBAN") return refuse("unknown-verb", `unknown verb ${token(verb!)}`);
+  if (jail === undefined) return refuse("missing-jail", "missing jail");
+  if (!isValidJail(jail)) return refuse("invalid-jail", `invalid jail ${token(jail)}`);
+  if (!policy.jails.has(jail)) return refuse("jail-not-allowed", `jail not allowed ${token(jail)}`);
+  if (addresses.length === 0) return refuse("missing-address", "missing address");
+  if (addresses.length > MAX_ADDRESSES)
+    return refuse("too-many-addresses", `too many addresses, at most ${MAX_ADDRESSES}`);
   const ips = new Set<string>();
   for (const address of addresses) {
     // No CIDRs: a compromised caller must not be able to ban a whole network through the helper.
     const checked = checkTarget(address, policy.neverBan, { allowCidr: false });
     if (!checked.ok) {
-      const why = checked.reason === "never-ban" ? "never-ban address" : checked.reason;
-      return refuse(`${why} ${token(address)}`);
+      if (checked.reason === "never-ban") return refuse("never-ban", `never-ban address ${token(address)}`);
+      return refuse("invalid-address", `${checked.reason} ${token(address)}`);
     }
     ips.add(checked.ip);
   }
   return { ok: true, verb, jail, ips: [...ips] };
 }
 
-function refuse(reason: string): CheckedRequest {
-  return { ok: false, reason };
+function refuse(code: Refusal, reason: string): CheckedRequest {
+  return { ok: false, code, reason };
 }
 
 /** One input token for a reply or a log line: quoted, quotes and backslashes escaped, truncated. */

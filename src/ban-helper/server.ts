@@ -5,10 +5,11 @@ import { F2bzError, quote } from "../errors.js";
 import type { BanExecutor } from "../fail2ban/executor.js";
 import { MAX_LINE_BYTES } from "../fail2ban/helper-protocol.js";
 import { checkTrustedDir } from "../fail2ban/helper-socket.js";
-import { Counters, type Logger, RateLimitedLog } from "../logging.js";
+import { type Logger, RateLimitedLog } from "../logging.js";
+import { Metrics } from "../metrics/registry.js";
 import type { NeverBanList } from "../policy/never-ban.js";
 import { HelperLedger } from "./ledger.js";
-import { checkRequest, token } from "./request.js";
+import { checkRequest, type Refusal, token } from "./request.js";
 
 export interface BanHelperServerOptions {
   /** Where to listen: a path this server creates (and removes on close) ... */
@@ -18,6 +19,8 @@ export interface BanHelperServerOptions {
   /** Group (numeric gid) that may connect: the socket becomes root:group 0660. */
   gid?: number;
   executor: BanExecutor;
+  /** Where it counts requests and refusals (a fresh registry by default). */
+  metrics?: Metrics;
   /** The only jails it touches; required and non-empty. */
   jails: readonly string[];
   /** A function when the list changes while running (this host's addresses are re-read). */
@@ -49,7 +52,7 @@ export interface BanHelperServerOptions {
  * already checked, since the caller is exactly what this process must not trust.
  */
 export class BanHelperServer {
-  readonly counters = new Counters();
+  readonly metrics: Metrics;
   private readonly server: net.Server;
   private readonly jails: ReadonlySet<string>;
   private ledger: HelperLedger | undefined;
@@ -65,6 +68,7 @@ export class BanHelperServer {
   private closing: Promise<void> | undefined;
 
   private constructor(private readonly options: BanHelperServerOptions) {
+    this.metrics = options.metrics ?? new Metrics("ban-helper");
     this.jails = new Set(options.jails);
     this.log = options.logger.child({ component: "ban-helper" });
     this.calls = new Semaphore(options.maxCalls ?? 2);
@@ -107,7 +111,7 @@ export class BanHelperServer {
       await closed;
       if (this.ownsPath) await fs.rm(this.options.socket, { force: true });
       this.ledger?.close();
-      this.log.info({ counters: this.counters.toJSON() }, "socket closed");
+      this.log.info({ counters: this.metrics.summary() }, "socket closed");
     })();
     return this.closing;
   }
@@ -171,7 +175,7 @@ export class BanHelperServer {
   private accept(socket: net.Socket): void {
     socket.on("error", () => {}); // a client that goes away mid-answer is not an error of the helper
     if (this.closing || this.connections.size >= this.maxConnections) {
-      this.counters.inc("refused.busy");
+      this.metrics.inc("helper_requests_refused_total", { reason: "busy" });
       this.warn("busy", "too many connections, refused");
       // Destroyed once written: its request is never read, so its end would never be seen.
       socket.end("ERR busy\n", () => socket.destroy());
@@ -189,7 +193,7 @@ export class BanHelperServer {
     const read = await readLine(socket, this.requestTimeoutMs);
     this.reading.delete(socket);
     if (!read.ok) {
-      this.refuse(read.reason);
+      this.refuse(read.code, read.reason);
       await answer(socket, `ERR ${read.reason}`);
       return;
     }
@@ -197,7 +201,7 @@ export class BanHelperServer {
       typeof this.options.neverBan === "function" ? this.options.neverBan() : this.options.neverBan;
     const checked = checkRequest(read.line, { jails: this.jails, neverBan });
     if (!checked.ok) {
-      this.refuse(checked.reason);
+      this.refuse(checked.code, checked.reason);
       await answer(socket, `ERR ${checked.reason}`);
       return;
     }
@@ -205,8 +209,8 @@ export class BanHelperServer {
     if (verb === "BAN" && this.options.ignoreList) {
       const ignored = await this.ignored(jail, ips);
       if (ignored) {
-        this.refuse(ignored);
-        await answer(socket, `ERR ${ignored}`);
+        this.refuse(ignored.code, ignored.reason);
+        await answer(socket, `ERR ${ignored.reason}`);
         return;
       }
     }
@@ -215,7 +219,7 @@ export class BanHelperServer {
       const reply = verb === "BAN" ? await this.ban(jail, ips) : await this.unban(jail, ips);
       await answer(socket, reply);
     } catch (error) {
-      this.counters.inc(`${verb.toLowerCase()}.failed`);
+      this.metrics.inc("helper_requests_total", { verb: verb === "BAN" ? "ban" : "unban", result: "failed" });
       this.log.error({ verb, jail, ips, err: (error as Error).message }, "fail2ban-client failed");
       await answer(socket, "ERR fail2ban failed");
     } finally {
@@ -233,7 +237,7 @@ export class BanHelperServer {
       ips.filter((ip) => !before.has(ip)),
       Date.now(),
     );
-    this.counters.inc("ban.ok");
+    this.metrics.inc("helper_requests_total", { verb: "ban", result: "ok" });
     this.log.info({ verb: "BAN", jail, ips, count }, "applied");
     return `OK ${count}`;
   }
@@ -250,35 +254,33 @@ export class BanHelperServer {
     if (held.length > 0) {
       count = await this.options.executor.unban(jail, held);
       ledger.remove(jail, held);
-      this.counters.inc("unban.ok");
+      this.metrics.inc("helper_requests_total", { verb: "unban", result: "ok" });
       this.log.info({ verb: "UNBAN", jail, ips: held, count }, "applied");
     }
     if (refused.length === 0) return `OK ${count}`;
     const reason = `not banned by the helper ${token(refused[0]!)}`;
-    this.counters.inc("refused.not banned by the helper", refused.length - 1);
-    this.refuse(reason);
+    this.metrics.inc("helper_requests_refused_total", { reason: "not-held" }, refused.length - 1);
+    this.refuse("not-held", reason);
     return `ERR ${reason}${refused.length > 1 ? ` and ${refused.length - 1} more` : ""}${
       held.length > 0 ? `, ${held.length} lifted` : ""
     }`;
   }
 
   /** A refusal reason when an address is in the jail's ignoreip, or the list cannot be read. */
-  private async ignored(jail: string, ips: readonly string[]): Promise<string | undefined> {
+  private async ignored(jail: string, ips: readonly string[]): Promise<Refused | undefined> {
     try {
       const list = await this.options.ignoreList!(jail);
       const hit = ips.find((ip) => list.contains(ip));
-      return hit === undefined ? undefined : `ignoreip address ${token(hit)}`;
+      return hit === undefined ? undefined : { code: "ignoreip", reason: `ignoreip address ${token(hit)}` };
     } catch (error) {
       this.log.warn({ jail, err: (error as Error).message }, "cannot read the jail's ignoreip");
-      return "cannot read ignoreip";
+      return { code: "ignoreip-unreadable", reason: "cannot read ignoreip" };
     }
   }
 
-  private refuse(reason: string): void {
-    // Count by the phrase, not by the echoed token, so that the counter names stay few.
-    const key = reason.replace(/ '.*$/, "").replace(/,.*$/, "");
-    this.counters.inc(`refused.${key}`);
-    this.warn(key, "request refused", reason);
+  private refuse(code: Refusal, reason: string): void {
+    this.metrics.inc("helper_requests_refused_total", { reason: code });
+    this.warn(code, "request refused", reason);
   }
 
   private warn(key: string, message: string, reason?: string): void {
@@ -287,7 +289,8 @@ export class BanHelperServer {
   }
 }
 
-type LineResult = { ok: true; line: Buffer } | { ok: false; reason: string };
+type Refused = { code: Refusal; reason: string };
+type LineResult = { ok: true; line: Buffer } | ({ ok: false } & Refused);
 
 /** Reads exactly one line of at most MAX_LINE_BYTES (newline included) within `timeoutMs`. */
 function readLine(socket: net.Socket, timeoutMs: number): Promise<LineResult> {
@@ -308,15 +311,24 @@ function readLine(socket: net.Socket, timeoutMs: number): Promise<LineResult> {
       const all = Buffer.concat(chunks, size);
       const newline = all.indexOf(0x0a);
       if (newline === -1) {
-        if (size >= MAX_LINE_BYTES) finish({ ok: false, reason: "line too long" });
+        if (size >= MAX_LINE_BYTES) finish({ ok: false, code: "line-too-long", reason: "line too long" });
         return;
       }
-      if (newline + 1 > MAX_LINE_BYTES) return finish({ ok: false, reason: "line too long" });
-      if (newline + 1 < size) return finish({ ok: false, reason: "one request per connection" });
+      if (newline + 1 > MAX_LINE_BYTES) {
+        return finish({ ok: false, code: "line-too-long", reason: "line too long" });
+      }
+      if (newline + 1 < size) {
+        return finish({ ok: false, code: "not-one-request", reason: "one request per connection" });
+      }
       finish({ ok: true, line: all.subarray(0, newline) });
     };
-    const onEnd = () => finish({ ok: false, reason: size === 0 ? "empty request" : "missing newline" });
-    const timer = setTimeout(() => finish({ ok: false, reason: "timeout" }), timeoutMs);
+    const onEnd = () =>
+      finish(
+        size === 0
+          ? { ok: false, code: "empty", reason: "empty request" }
+          : { ok: false, code: "missing-newline", reason: "missing newline" },
+      );
+    const timer = setTimeout(() => finish({ ok: false, code: "timeout", reason: "timeout" }), timeoutMs);
     socket.on("data", onData);
     socket.on("end", onEnd);
     socket.on("close", onEnd);

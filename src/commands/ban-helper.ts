@@ -3,6 +3,8 @@ import { hostAwareNeverBan } from "../ban-helper/never-ban.js";
 import { BanHelperServer } from "../ban-helper/server.js";
 import { resolveGroup, systemdListenFd } from "../ban-helper/system.js";
 import { Fail2banClient } from "../fail2ban/client.js";
+import { timedExecutor } from "../fail2ban/executor.js";
+import { Metrics } from "../metrics/registry.js";
 import { type Command, configOption } from "./command.js";
 import { runDaemon } from "./daemon.js";
 
@@ -27,13 +29,16 @@ export const banHelper: Command = {
       const fd = systemdListenFd(ctx.env, process.pid);
       const gid =
         fd === undefined && section.group !== undefined ? await resolveGroup(section.group) : undefined;
+      const metrics = new Metrics("ban-helper");
+      const record = (seconds: number) => metrics.observe("fail2ban_call_duration_seconds", seconds);
       const server = await BanHelperServer.listen({
         stateDir: section.stateDir,
         banned: (jail) => client.banned(jail),
         socket: section.socket,
         ...(fd === undefined ? {} : { fd }),
         ...(gid === undefined ? {} : { gid }),
-        executor: client,
+        executor: timedExecutor(client, record),
+        metrics,
         ignoreList: cachedIgnoreList(client),
         jails: section.jails,
         neverBan: neverBan.list,
@@ -51,7 +56,7 @@ export const banHelper: Command = {
         (error: unknown) => logger.warn({ err: (error as Error).message }, "fail2ban does not answer yet"),
       );
       return {
-        counters: server.counters,
+        metrics,
         close: async () => {
           neverBan.close();
           await server.close();

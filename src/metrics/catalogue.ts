@@ -1,5 +1,3 @@
-import { REJECT_REASONS } from "../protocol/reasons.js";
-
 /**
  * Every metric f2bz exposes, in one place: name (exposed as `f2bz_<name>`), type, help, the
  * processes that expose it and, per label, every value it may take. Prometheus conventions:
@@ -19,6 +17,31 @@ export interface MetricSpec {
 }
 
 const BAN_KINDS = ["ban", "unban"] as const;
+/**
+ * protocol/reasons.ts's keys, written out: the root ban-helper loads this file and must not load
+ * protocol code. A reason added there and not here fails to compile where it is counted.
+ */
+const REJECT_REASONS = [
+  "frames",
+  "size",
+  "encoding",
+  "schema",
+  "version",
+  "signature",
+  "origin-mismatch",
+  "stale",
+  "future",
+  "replay",
+  "unauthorized",
+  "never-ban",
+  "rate-limited",
+  "echo",
+  "cidr",
+  "jail",
+  "ip",
+  "busy",
+  "origin-limit",
+] as const;
 /** From a millisecond on loopback to a minute of a monitor's retries across a lost publisher. */
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
 /** A fail2ban-client call is a Python start: tens to hundreds of ms, seconds when fail2ban is busy. */
@@ -325,22 +348,29 @@ export const CATALOGUE = {
   },
   helper_requests_refused_total: {
     type: "counter",
-    help: "requests (or, for not-held, addresses) refused, by reason",
+    help: "requests refused (not-held: addresses of UNBAN requests), by reason",
     processes: ["ban-helper"],
     labels: {
       reason: [
         "busy",
         "timeout",
+        "line-too-long",
+        "not-one-request",
+        "empty",
+        "missing-newline",
+        "not-printable",
         "malformed",
         "unknown-verb",
-        "jail",
+        "missing-jail",
+        "invalid-jail",
         "jail-not-allowed",
-        "address",
+        "missing-address",
         "too-many-addresses",
+        "invalid-address",
         "never-ban",
         "ignoreip",
+        "ignoreip-unreadable",
         "not-held",
-        "other",
       ],
     },
   },

@@ -77,6 +77,20 @@ export class Metrics {
     return typeof value === "number" ? value : value.count;
   }
 
+  /** The counters that are not 0, as `name{label="value"}`: a line for a log at shutdown. */
+  summary(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, series] of this.families) {
+      if (CATALOGUE[name].type !== "counter") continue;
+      for (const s of series.values()) {
+        if (s.value === 0) continue;
+        const labels = Object.entries(s.labels).map(([k, v]) => `${k}="${v}"`);
+        out[labels.length > 0 ? `${name}{${labels.join(",")}}` : name] = s.value as number;
+      }
+    }
+    return out;
+  }
+
   /** Runs before each `collect()`: where a daemon sets the gauges it reads cheaply from its state. */
   onCollect(refresh: () => void): void {
     this.collectors.push(refresh);

@@ -48,7 +48,7 @@ test("UNBAN lifts only what the helper banned: fail2ban's own bans in an allowed
   );
   await lab.waitUnbanned("sshd", "192.0.2.31");
   t.is(await rawRequest(socket, "UNBAN sshd 192.0.2.31\n"), "ERR not banned by the helper '192.0.2.31'\n");
-  t.is(helper.counters.get("refused.not banned by the helper"), 4);
+  t.is(helper.metrics.get("helper_requests_refused_total", { reason: "not-held" }), 4);
 
   // The ledger is on disk: a restarted helper still lifts what it banned before.
   await helper.close();

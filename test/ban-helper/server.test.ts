@@ -66,8 +66,8 @@ test("BAN and UNBAN lines reach the real fail2ban; the socket is 0660", async (t
   const refused = await t.throwsAsync(client.ban("f2bz", ["127.0.0.1"]), { instanceOf: F2bzError });
   t.is(refused.code, "FAIL2BAN_FAILED");
   t.regex(refused.message, /refused BAN f2bz \(1 addresses\): never-ban address '127\.0\.0\.1'$/);
-  t.is(helper.counters.get("ban.ok"), 3);
-  t.is(helper.counters.get("refused.never-ban address"), 1);
+  t.is(helper.metrics.get("helper_requests_total", { verb: "ban", result: "ok" }), 3);
+  t.is(helper.metrics.get("helper_requests_refused_total", { reason: "never-ban" }), 1);
 });
 
 test("BAN refuses an address in the jail's own ignoreip, which banip would bypass", async (t) => {
@@ -101,7 +101,7 @@ test("BAN refuses an address in the jail's own ignoreip, which banip would bypas
   t.deepEqual(await lab.banned("f2bz"), []);
   t.is(await rawRequest(socket, "BAN f2bz 203.0.113.9\n"), "OK 1\n");
   t.is(await rawRequest(socket, "UNBAN f2bz 203.0.113.9\n"), "OK 1\n");
-  t.is(helper.counters.get("refused.ignoreip address"), 2);
+  t.is(helper.metrics.get("helper_requests_refused_total", { reason: "ignoreip" }), 2);
 });
 
 test("a queue drives the helper: more than 100 addresses are split into lines", async (t) => {
@@ -210,8 +210,8 @@ anyTest(
     t.is(await slow2.reply, "ERR timeout\n");
     t.is(await slow3.reply, "ERR timeout\n");
     t.is(await rawRequest(socket, "BAN f2bz 192.0.2.78\n"), "OK 1\n", "slots are free again");
-    t.is(helper.counters.get("refused.busy"), 1);
-    t.is(helper.counters.get("refused.timeout"), 3);
+    t.is(helper.metrics.get("helper_requests_refused_total", { reason: "busy" }), 1);
+    t.is(helper.metrics.get("helper_requests_refused_total", { reason: "timeout" }), 3);
   },
 );
 

@@ -83,7 +83,7 @@ test("the root ban-helper serves metrics only at metrics.banHelper, never at met
   await once(client, "close");
   t.is(reply, "ERR jail not allowed 'sshd'\n");
   const page = (await request(own)).body;
-  t.is(sample(page, 'f2bz_refused_jail_not_allowed_total{process="ban-helper"}'), 1);
+  t.is(sample(page, 'f2bz_helper_requests_refused_total{process="ban-helper",reason="jail-not-allowed"}'), 1);
   t.is(await daemon.stop(), 0);
 });
 

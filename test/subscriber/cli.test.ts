@@ -115,8 +115,11 @@ rootTest("an unprivileged subscriber bans through the ban-helper", async (t) => 
   await labA.fail("2001:db8::141", "sshd-test");
   await labB.waitBanned("f2bz", "192.0.2.141", DEADLINE_MS);
   await labB.waitBanned("f2bz", "2001:db8::141", DEADLINE_MS);
-  await waitCounter(helper.counters, "ban.ok");
-  t.is(helper.counters.get("ban.failed"), 0);
+  await waitCounter(
+    { get: () => helper.metrics.get("helper_requests_total", { verb: "ban", result: "ok" }) },
+    "bans",
+  );
+  t.is(helper.metrics.get("helper_requests_total", { verb: "ban", result: "failed" }), 0);
   t.truthy(daemon.lines.find((l) => l.msg === "ban applied"));
 
   daemon.child.kill("SIGTERM");
