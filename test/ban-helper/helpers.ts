@@ -1,9 +1,7 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import type { ExecutionContext } from "ava";
-import { pino } from "pino";
 import type { BanExecutor } from "../../src/fail2ban/executor.js";
-import type { Logger } from "../../src/logging.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 /**
@@ -56,12 +54,7 @@ export function openConnection(socketPath: string): Promise<{ socket: net.Socket
   });
 }
 
-/** A pino logger that keeps its JSON lines in memory. */
-export function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino({ level: "debug" }, { write: (line: string) => lines.push(JSON.parse(line)) });
-  return { logger, lines };
-}
+export { captureLogger as memoryLogger } from "../helpers/logs.js";
 
 /** A temp dir (removed at teardown) that others may traverse: 0755, for unprivileged clients. */
 export async function openDir(t: ExecutionContext, prefix: string): Promise<string> {

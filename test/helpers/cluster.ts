@@ -86,3 +86,6 @@ export function testLogger(): Logger {
 
 /** A loopback endpoint with an ephemeral port, resolved by the bind (see BoundEndpoint.address). */
 export const ANY_PORT = "tcp://127.0.0.1:*";
+
+/** Test clients retry fast, so that reconnects after a rebind or a restart do not dominate the run. */
+export const FAST_RECONNECT = { reconnectInterval: 100, reconnectMaxInterval: 500 };

@@ -19,16 +19,13 @@ import { decodeSubmitReply, type SubmitReply } from "../../src/protocol/submit.j
 import type { RunningPublisher } from "../../src/publisher/daemon.js";
 import { type RunningSubscriber, startSubscriber } from "../../src/subscriber/daemon.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
-import { type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
-import { captureLogger } from "../helpers/logs.js";
+import { FAST_RECONNECT, type TestCluster, type TestNode, testLogger } from "../helpers/cluster.js";
+import { captureLogger, DEADLINE_MS } from "../helpers/logs.js";
 import type { TestPublisher } from "../helpers/publisher.js";
 import { EventLog, Recorder } from "../transport/helpers.js";
 
-/** Generous: two shared cores, other suites running. Waits end as soon as the condition holds. */
-export const DEADLINE_MS = 15_000;
-export const FAST_RECONNECT = { reconnectInterval: 100, reconnectMaxInterval: 500 };
-
 export { startTestPublisher, type TestPublisher } from "../helpers/publisher.js";
+export { DEADLINE_MS, FAST_RECONNECT };
 
 /** What a client needs of a publisher: its CURVE key and endpoints (in-process or the CLI's). */
 export interface Reachable {

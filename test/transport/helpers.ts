@@ -1,8 +1,6 @@
 import { promises as fs } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import type { ExecutionContext } from "ava";
-import { pino } from "pino";
 import type * as zmq from "zeromq";
 import { keys as keysCommand } from "../../src/commands/keys.js";
 import { formatPublicCertificate, generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
@@ -18,22 +16,11 @@ import {
   type ZapDomain,
 } from "../../src/transport/sockets.js";
 import { ZapHandler, type ZapRegistry } from "../../src/transport/zap.js";
+import { FAST_RECONNECT, testLogger } from "../helpers/cluster.js";
+import { captureLogger, DEADLINE_MS } from "../helpers/logs.js";
+import { tempDir } from "../helpers/temp-dir.js";
 
-/** Generous: two shared cores, other suites running. Waits end as soon as the event arrives. */
-export const DEADLINE_MS = 8_000;
-/** Test clients retry fast so that reconnects after a rebind do not dominate the run time. */
-export const FAST_RECONNECT = { reconnectInterval: 100, reconnectMaxInterval: 500 };
-
-export const silentLogger = (): Logger => pino({ level: "silent" });
-
-export function captureLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino(
-    { level: "debug" },
-    { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
-  );
-  return { logger, lines };
-}
+export { captureLogger, DEADLINE_MS, FAST_RECONNECT, tempDir, testLogger as silentLogger };
 
 /** A waiter list: `waitFor` resolves with the first item matching, past or future, or rejects at the deadline. */
 export class Recorder<T> {
@@ -154,14 +141,8 @@ export function callbackWaiter<A>(): {
   };
 }
 
-export async function tempDir(t: ExecutionContext): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "f2bz-transport-"));
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 export async function keysDir(t: ExecutionContext): Promise<string> {
-  const dir = path.join(await tempDir(t), "keys");
+  const dir = path.join(await tempDir(t, "f2bz-transport-"), "keys");
   await ensureLayout(dir);
   return dir;
 }
@@ -233,7 +214,7 @@ export async function startServer<K extends ServerKind>(
   const zap = await ZapHandler.start({
     context,
     registry: options.registry,
-    logger: options.logger ?? silentLogger(),
+    logger: options.logger ?? testLogger(),
     ...(options.onUnknown ? { onUnknown: options.onUnknown } : {}),
   });
   t.teardown(() => zap.close());
@@ -261,7 +242,7 @@ export async function openAccess(
 ): Promise<{ access: AccessControl; reloads: ReturnType<typeof callbackWaiter<ReloadResult>> }> {
   const reloads = callbackWaiter<ReloadResult>();
   const access = await AccessControl.open(dir, {
-    logger: silentLogger(),
+    logger: testLogger(),
     pollMs: 100,
     onReload: reloads.callback,
     ...options,
