@@ -2,6 +2,7 @@ import { directorySignature, scanEntries } from "../keys/store.js";
 import type { Counters, Logger } from "../logging.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { SerialQueue } from "../toolkit/serial-queue.js";
+import { sleep } from "../toolkit/wake-up.js";
 
 export interface OriginsOptions {
   logger: Logger;
@@ -22,7 +23,7 @@ export interface OriginsOptions {
 export class OriginsWatcher {
   private trusted: ReadonlySet<string> = new Set();
   private signature = "";
-  private timer: NodeJS.Timeout | undefined;
+  private polling: Promise<void> = Promise.resolve();
   /** Loads one at a time: the poller's and `reload()`'s. */
   private readonly loads = new SerialQueue();
   private readonly closed = new AbortController();
@@ -43,7 +44,7 @@ export class OriginsWatcher {
   static async open(dir: string, options: OriginsOptions): Promise<OriginsWatcher> {
     const watcher = new OriginsWatcher(dir, options);
     await watcher.load();
-    watcher.schedule();
+    watcher.polling = watcher.poll(options.pollMs ?? 1_000);
     return watcher;
   }
 
@@ -64,23 +65,20 @@ export class OriginsWatcher {
   /** Stops polling. Idempotent. */
   async close(): Promise<void> {
     this.closed.abort();
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    await this.polling;
     await this.loads.idle();
   }
 
-  private schedule(): void {
-    const pollMs = this.options.pollMs ?? 1_000;
-    if (this.stop.aborted || pollMs <= 0) return;
-    this.timer = setTimeout(() => {
-      void this.loads
+  /** Until stopped: every `pollMs`, loads the directory again if it changed. */
+  private async poll(pollMs: number): Promise<void> {
+    if (pollMs <= 0) return;
+    while (await sleep(pollMs, this.stop)) {
+      await this.loads
         .run(async () => {
           if ((await directorySignature([this.dir])) !== this.signature) await this.load();
         })
-        .catch((error: unknown) => this.log.error({ err: error }, "cannot poll the origins directory"))
-        .finally(() => this.schedule());
-    }, pollMs);
-    this.timer.unref();
+        .catch((error: unknown) => this.log.error({ err: error }, "cannot poll the origins directory"));
+    }
   }
 
   private async load(): Promise<void> {
