@@ -5,7 +5,7 @@ import { F2bzError, quote } from "../errors.js";
 import type { BanExecutor } from "../fail2ban/executor.js";
 import { MAX_LINE_BYTES } from "../fail2ban/helper-protocol.js";
 import { checkTrustedDir } from "../fail2ban/helper-socket.js";
-import { type Logger, RateLimitedLog } from "../logging.js";
+import { LimitedLog, type Logger } from "../logging.js";
 import { Metrics } from "../metrics/registry.js";
 import type { NeverBanList } from "../policy/never-ban.js";
 import { HelperLedger } from "./ledger.js";
@@ -57,7 +57,7 @@ export class BanHelperServer {
   private readonly jails: ReadonlySet<string>;
   private ledger: HelperLedger | undefined;
   private readonly log: Logger;
-  private readonly limited = new RateLimitedLog();
+  private readonly limited: LimitedLog;
   private readonly connections = new Set<Promise<void>>();
   /** Connections still sending their line: dropped at close, they have nothing in flight. */
   private readonly reading = new Set<net.Socket>();
@@ -71,6 +71,7 @@ export class BanHelperServer {
     this.metrics = options.metrics ?? new Metrics("ban-helper");
     this.jails = new Set(options.jails);
     this.log = options.logger.child({ component: "ban-helper" });
+    this.limited = new LimitedLog(this.log);
     this.calls = new Semaphore(options.maxCalls ?? 2);
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
     this.maxConnections = options.maxConnections ?? 16;
@@ -284,8 +285,7 @@ export class BanHelperServer {
   }
 
   private warn(key: string, message: string, reason?: string): void {
-    const suppressed = this.limited.allow(key);
-    if (suppressed !== undefined) this.log.warn({ reason: reason ?? key, suppressed }, message);
+    this.limited.warn(key, { reason: reason ?? key }, message);
   }
 }
 

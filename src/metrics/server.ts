@@ -2,7 +2,7 @@ import { once } from "node:events";
 import http from "node:http";
 import { formatListen, type ListenAddress } from "../config/loopback.js";
 import { F2bzError, quote } from "../errors.js";
-import { type Logger, RateLimitedLog } from "../logging.js";
+import { LimitedLog, type Logger, RateLimitedLog } from "../logging.js";
 import { CATALOGUE } from "./catalogue.js";
 import { CONTENT_TYPE, render, renderFamilies, type Sample, samples } from "./exposition.js";
 import type { Metrics } from "./registry.js";
@@ -34,12 +34,13 @@ export interface MetricsServerOptions {
 export class MetricsServer {
   private readonly server: http.Server;
   private readonly log: Logger;
-  private readonly failures = new RateLimitedLog(60_000, 1);
+  private readonly failures: LimitedLog;
   private readonly startTime = (Date.now() - process.uptime() * 1000) / 1000;
   private closing: Promise<void> | undefined;
 
   private constructor(private readonly options: MetricsServerOptions) {
     this.log = options.logger.child({ component: "metrics" });
+    this.failures = new LimitedLog(this.log, new RateLimitedLog(60_000, 1));
     this.server = http.createServer(
       {
         headersTimeout: 5_000,
@@ -105,10 +106,7 @@ export class MetricsServer {
   private page(): string {
     // A gauge that cannot be read (a state file busy, say) must not cost the counters.
     const failed = (error: unknown) => {
-      const suppressed = this.failures.allow("gauges");
-      if (suppressed !== undefined) {
-        this.log.warn({ err: (error as Error).message, suppressed }, "reading gauges failed");
-      }
+      this.failures.warn("gauges", { err: (error as Error).message }, "reading gauges failed");
     };
     let gauges: Record<string, number> = {};
     try {

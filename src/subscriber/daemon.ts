@@ -1,6 +1,7 @@
 import type { Config, SubscriberConfig } from "../config/schema.js";
+import { F2bzError, quote } from "../errors.js";
 import { loadSecretIdentity } from "../keys/files.js";
-import { loadPinnedKey } from "../keys/store.js";
+import { keyHex, loadPinnedKey } from "../keys/store.js";
 import { Counters, type Logger } from "../logging.js";
 import { ResourceStack } from "../toolkit/resource-stack.js";
 import { assertCurve } from "../transport/sockets.js";
@@ -43,8 +44,21 @@ export async function startSubscriber(
   const log = logger.child({ component: "subscriber" });
   const identity = await loadSecretIdentity(config.node.identity);
   const publishers = await Promise.all(
-    settings.publishers.map(async (p) => ({ ...p, identity: await loadPinnedKey(p.key) })),
+    settings.publishers.map(async (p) => {
+      const pinned = await loadPinnedKey(p.key);
+      return { ...p, identity: pinned, name: keyHex(pinned.curvePublic) };
+    }),
   );
+  // The pinned key names a publisher in the state file: two entries with one key would share a sequence.
+  for (const [i, p] of publishers.entries()) {
+    const twin = publishers.findIndex((q) => q.name === p.name);
+    if (twin !== i) {
+      throw new F2bzError(
+        "CONFIG_INVALID",
+        `subscriber.publishers[${i}] pins the same key as subscriber.publishers[${twin}] (${quote(p.key)}): list each publisher once`,
+      );
+    }
+  }
   const counters = new Counters();
   const stopped = new AbortController();
   const stop = signal ? AbortSignal.any([signal, stopped.signal]) : stopped.signal;
@@ -62,6 +76,7 @@ export async function startSubscriber(
         ledger: !settings.action.dryRun && settings.action.type !== "log",
       }),
     );
+    store.adoptPublishers(publishers);
     const action = resources.use(createAction(settings, logger, counters));
     const origins = settings.origins
       ? resources.use(
@@ -98,8 +113,8 @@ export async function startSubscriber(
           snapshot: p.snapshot,
           serverKey: p.identity.curvePublic,
           identity: { curvePublic: identity.curvePublic, curveSecret: identity.curveSecret },
-          lastSeq: store.publisherSeq(p.feed),
-          saveSeq: (seq) => store.setPublisherSeq(p.feed, seq),
+          lastSeq: store.publisherSeq(p.name),
+          saveSeq: (seq) => store.setPublisherSeq(p, seq),
           onEvent: (payload, signature, source) => apply.event(payload, signature, source),
           onExpire: (announced) => expiry.announced(announced),
           logger,

@@ -40,7 +40,20 @@ const MIGRATIONS = [
   CREATE INDEX holders_expires ON holders (expires);
   CREATE INDEX holders_id ON holders (id);
   `,
+  // A publisher's sequence is kept under its pinned key (hex), not its feed endpoint, which a
+  // config edit renames; the endpoint stays beside it for \`f2bz status\`. Rows of schema 2 have no
+  // name until adoptPublishers gives them the key configured at their endpoint.
+  `
+  ALTER TABLE publishers ADD COLUMN name TEXT;
+  CREATE UNIQUE INDEX publishers_name ON publishers (name);
+  `,
 ];
+
+/** A configured publisher: its pinned key (hex) names it, `feed` is where it is reached now. */
+export interface FeedPublisher {
+  name: string;
+  feed: string;
+}
 
 /** One origin's hold on a ban applied here. */
 export interface Holder {
@@ -215,15 +228,46 @@ export class SubscriberStore {
       .all() as Holder[];
   }
 
-  publisherSeq(endpoint: string): number | undefined {
-    const row = this.db.prepare("SELECT seq FROM publishers WHERE endpoint = ?").get(endpoint) as
+  /**
+   * Names the configured publishers by key: a row written when they were named by endpoint goes to
+   * the key configured at that endpoint now; each key's row moves to its current endpoint; rows of
+   * publishers no longer configured go.
+   */
+  adoptPublishers(publishers: readonly FeedPublisher[]): void {
+    this.db.transaction(() => {
+      for (const p of publishers) {
+        this.db
+          .prepare("UPDATE OR IGNORE publishers SET name = ? WHERE endpoint = ? AND name IS NULL")
+          .run(p.name, p.feed);
+      }
+      const names = JSON.stringify(publishers.map((p) => p.name));
+      this.db
+        .prepare("DELETE FROM publishers WHERE name IS NULL OR name NOT IN (SELECT value FROM json_each(?))")
+        .run(names);
+      // Endpoints may have been swapped between keys: each row leaves its old one before any takes a new one.
+      this.db.prepare("UPDATE publishers SET endpoint = '#' || name").run();
+      for (const p of publishers) {
+        this.db.prepare("UPDATE publishers SET endpoint = ? WHERE name = ?").run(p.feed, p.name);
+      }
+    })();
+  }
+
+  publisherSeq(name: string): number | undefined {
+    const row = this.db.prepare("SELECT seq FROM publishers WHERE name = ?").get(name) as
       | { seq: number }
       | undefined;
     return row?.seq;
   }
 
-  setPublisherSeq(endpoint: string, seq: number): void {
-    this.db.prepare("INSERT OR REPLACE INTO publishers (endpoint, seq) VALUES (?, ?)").run(endpoint, seq);
+  setPublisherSeq(publisher: FeedPublisher, seq: number): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare("DELETE FROM publishers WHERE name = ? OR endpoint = ?")
+        .run(publisher.name, publisher.feed);
+      this.db
+        .prepare("INSERT INTO publishers (endpoint, seq, name) VALUES (?, ?, ?)")
+        .run(publisher.feed, seq, publisher.name);
+    })();
   }
 
   prune(now: number): void {

@@ -1,4 +1,5 @@
 import test from "ava";
+import { keyHex } from "../../src/keys/store.js";
 import { PublisherStore } from "../../src/publisher/store.js";
 import { waitFor } from "../harness/wait.js";
 import { testCluster } from "../helpers/cluster.js";
@@ -69,7 +70,9 @@ test.serial(
     t.is(publisher.running.store.holderCount(), 6);
     await waitFor(
       () =>
-        subscribers.every((s) => s.running.store.publisherSeq(publisher.running.endpoints.feed) === 6)
+        subscribers.every(
+          (s) => s.running.store.publisherSeq(keyHex(publisher.node.identity.curvePublic)) === 6,
+        )
           ? true
           : undefined,
       { timeoutMs: END_TO_END_MS, what: "every subscriber to apply the six broadcasts" },

@@ -1,5 +1,6 @@
 import { appendFile } from "node:fs/promises";
 import test from "ava";
+import { keyHex } from "../../src/keys/store.js";
 import { waitFor } from "../harness/wait.js";
 import { type TestCluster, testCluster } from "../helpers/cluster.js";
 import {
@@ -29,7 +30,8 @@ async function caughtUp(subscriber: TestSubscriber, publishers: readonly TestPub
     () =>
       publishers.every(
         (p) =>
-          subscriber.running.store.publisherSeq(p.running.endpoints.feed) === p.running.store.publisherSeq,
+          subscriber.running.store.publisherSeq(keyHex(p.node.identity.curvePublic)) ===
+          p.running.store.publisherSeq,
       )
         ? true
         : undefined,

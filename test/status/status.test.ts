@@ -92,7 +92,7 @@ function fillState(stateDir: string, origin: TestNode, now: number) {
     expires: now + HOUR,
   });
   subscriber.markSeen("x:1", now);
-  subscriber.setPublisherSeq(FEED_1, 77);
+  subscriber.setPublisherSeq({ name: KEY_1, feed: FEED_1 }, 77);
   return {
     close() {
       publisher.close();

@@ -17,6 +17,8 @@ async function open(t: import("ava").ExecutionContext): Promise<{ store: Subscri
 }
 
 const OTHER = "fedcba9876543210fedcba9876543210";
+/** A publisher's name in the state file: its pinned key, hex. */
+const PUB = "ab".repeat(32);
 const hold = (ip: string, origin: string, seq: number, expires: number, source = "sshd", jail = "f2bz") => ({
   jail,
   ip,
@@ -129,7 +131,7 @@ test("seen ids, held bans and publisher sequences survive a restart", async (t) 
   t.true(store.markSeen(`${ORIGIN}:4`, T + 3_600_000));
   t.false(store.markSeen(`${ORIGIN}:4`, T + 3_600_000));
   store.addHolder(hold("2001:db8::4", ORIGIN, 4, T + 3_600_000, "sshd", "sshd"));
-  store.setPublisherSeq("tcp://192.0.2.100:5680", 42);
+  store.setPublisherSeq({ name: PUB, feed: "tcp://192.0.2.100:5680" }, 42);
   store.close();
   const again = new SubscriberStore(dir);
   t.teardown(() => again.close());
@@ -142,8 +144,8 @@ test("seen ids, held bans and publisher sequences survive a restart", async (t) 
     again.applied().map((b) => [b.jail, b.ip]),
     [["sshd", "2001:db8::4"]],
   );
-  t.is(again.publisherSeq("tcp://192.0.2.100:5680"), 42);
-  t.is(again.publisherSeq("tcp://192.0.2.100:5681"), undefined);
+  t.is(again.publisherSeq(PUB), 42);
+  t.is(again.publisherSeq("cd".repeat(32)), undefined);
 });
 
 test("without a ledger (dry run, log action) applied bans are held but never claimed as echoes", async (t) => {
@@ -158,4 +160,35 @@ test("without a ledger (dry run, log action) applied bans are held but never cla
     1,
   );
   t.false(wasAppliedByCluster(store.db, "unban", "f2bz", "192.0.2.7", T + 1000));
+});
+
+test("a publisher's sequence follows its key: a renamed endpoint keeps it, a state file that named it by endpoint too", async (t) => {
+  const { store, dir } = await open(t);
+  store.setPublisherSeq({ name: PUB, feed: "tcp://192.0.2.100:5680" }, 42);
+  store.adoptPublishers([{ name: PUB, feed: "tcp://pub1.example.net:5680" }]);
+  t.is(store.publisherSeq(PUB), 42, "same key, another host name");
+  // As schema 2 wrote it: the endpoint alone.
+  store.db.prepare("UPDATE publishers SET name = NULL").run();
+  store.close();
+  const again = new SubscriberStore(dir);
+  t.teardown(() => again.close());
+  const other = "cd".repeat(32);
+  again.adoptPublishers([
+    { name: PUB, feed: "tcp://pub1.example.net:5680" },
+    { name: other, feed: "tcp://192.0.2.200:5680" },
+  ]);
+  t.is(again.publisherSeq(PUB), 42, "adopted by the key configured at its endpoint");
+  t.is(again.publisherSeq(other), undefined);
+  // Two publishers swap endpoints in one config edit: each keeps its own sequence.
+  again.setPublisherSeq({ name: other, feed: "tcp://192.0.2.200:5680" }, 7);
+  again.adoptPublishers([
+    { name: PUB, feed: "tcp://192.0.2.200:5680" },
+    { name: other, feed: "tcp://pub1.example.net:5680" },
+  ]);
+  t.is(again.publisherSeq(PUB), 42);
+  t.is(again.publisherSeq(other), 7);
+  t.deepEqual(again.db.prepare("SELECT endpoint, seq FROM publishers ORDER BY seq").all(), [
+    { endpoint: "tcp://pub1.example.net:5680", seq: 7 },
+    { endpoint: "tcp://192.0.2.200:5680", seq: 42 },
+  ]);
 });
