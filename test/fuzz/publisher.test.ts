@@ -17,6 +17,7 @@ import { createClientSocket, DEFAULT_MAX_MESSAGE_SIZE } from "../../src/transpor
 import { FEED_INBOUND_MAX_BYTES } from "../../src/transport/subscription-gate.js";
 import { feedClient, sign } from "../publisher/helpers.js";
 import {
+  CURVE_FRAME_OVERHEAD,
   changes,
   DEADLINE_MS,
   deliverable,
@@ -101,6 +102,18 @@ test.serial(
       const reply = await exchange(frames);
       if (reply.type === "ack") acks++;
       else nacks++;
+    }
+
+    // Over the socket's limit: libzmq ends that connection before the daemon's code sees anything.
+    const oversize = createClientSocket("dealer", {
+      identity: pub.monitor.identity,
+      serverKey: pub.node.identity.curvePublic,
+      ...FAST,
+    });
+    t.teardown(() => oversize.close());
+    oversize.connect(pub.running.endpoints.submit);
+    for (const size of [DEFAULT_MAX_MESSAGE_SIZE - CURVE_FRAME_OVERHEAD + 1, DEFAULT_MAX_MESSAGE_SIZE * 4]) {
+      await oversize.send([Buffer.alloc(0), Buffer.from("f2bz/1"), Buffer.alloc(size, 0x7b), r.bytes(64)]);
     }
 
     // Liveness: a fresh valid event is still acknowledged and broadcast on the feed.
