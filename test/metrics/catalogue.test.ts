@@ -1,3 +1,7 @@
+import { once } from "node:events";
+import { writeFile } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import type { ProcessName } from "../../src/metrics/catalogue.js";
 import { renderFamilies } from "../../src/metrics/exposition.js";
@@ -7,6 +11,7 @@ import { decodeSubmitReply } from "../../src/protocol/submit.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, testCluster } from "../helpers/cluster.js";
+import { tempDir } from "../helpers/temp-dir.js";
 import { sign } from "../publisher/helpers.js";
 import { metricsPort, request, sample } from "./helpers.js";
 
@@ -83,5 +88,59 @@ test("a publisher shows every metric of its catalogue from the start, reasons as
   t.is(sample(page, 'f2bz_events_dropped_total{process="publisher",reason="signature"}'), 1);
   t.is(sample(page, 'f2bz_events_dropped_total{process="publisher",reason="unauthorized"}'), 0);
   t.is(sample(page, 'f2bz_submissions_total{process="publisher"}'), 1);
+  t.is(await daemon.stop(), 0);
+});
+
+test("a monitor shows every metric of its catalogue from the start, histograms with their buckets", async (t) => {
+  t.timeout(60_000);
+  const cluster = await testCluster(t);
+  const node = await cluster.node("web1");
+  const pub = await cluster.node("pub");
+  const log = path.join(cluster.dir, "fail2ban.log");
+  await writeFile(log, "");
+  const config = await cluster.configFile(node, {
+    monitor: { log, publishers: [{ submit: "tcp://127.0.0.1:9", key: pub.publicKey }] },
+    metrics: { listen: "127.0.0.1:0" },
+    logging: { level: "info" },
+  });
+  const daemon = spawnDaemon(t, ["monitor", "--config", config]);
+  await daemon.started("monitor");
+  const page = (await request(metricsPort(daemon.stdout()))).body;
+  expectCatalogue(t, page, "monitor");
+  t.true(page.includes("# TYPE f2bz_publish_latency_seconds histogram\n"));
+  t.is(sample(page, 'f2bz_publish_latency_seconds_bucket{process="monitor",le="+Inf"}'), 0);
+  t.is(sample(page, 'f2bz_outbox_events{process="monitor"}'), 0);
+  t.is(await daemon.stop(), 0);
+});
+
+test("a ban-helper shows every metric of its catalogue from the start; a refusal counts under its reason", async (t) => {
+  t.timeout(60_000);
+  const dir = await tempDir(t);
+  const socket = path.join(dir, "ban.sock");
+  const config = path.join(dir, "f2bz.yaml");
+  await writeFile(
+    config,
+    [
+      "node: { name: helper, identity: keys/helper.key_secret }",
+      `banHelper: { socket: ${socket}, client: ${path.join(dir, "no-fail2ban-client")}, jails: [f2bz], stateDir: ${path.join(dir, "state")} }`,
+      `metrics: { banHelper: "127.0.0.1:0" }`,
+      "",
+    ].join("\n"),
+  );
+  const daemon = spawnDaemon(t, ["ban-helper", "--config", config]);
+  await daemon.started("ban-helper");
+  const port = metricsPort(daemon.stdout());
+  expectCatalogue(t, (await request(port)).body, "ban-helper");
+  const client = net.connect(socket);
+  client.end("BAN f2bz 127.0.0.1\n");
+  let reply = "";
+  client.setEncoding("utf8").on("data", (chunk: string) => {
+    reply += chunk;
+  });
+  await once(client, "close");
+  t.is(reply, "ERR never-ban address '127.0.0.1'\n");
+  const page = (await request(port)).body;
+  t.is(sample(page, 'f2bz_helper_requests_refused_total{process="ban-helper",reason="never-ban"}'), 1);
+  t.is(sample(page, 'f2bz_helper_requests_refused_total{process="ban-helper",reason="jail-not-allowed"}'), 0);
   t.is(await daemon.stop(), 0);
 });
