@@ -2,6 +2,7 @@ import { type HelperVerb, MAX_ADDRESSES } from "../fail2ban/helper-protocol.js";
 import type { LabelsOf } from "../metrics/catalogue.js";
 import { isValidJail } from "../policy/jail.js";
 import { checkTarget, type NeverBanList } from "../policy/never-ban.js";
+import { quoteText } from "../toolkit/escape.js";
 
 export interface RequestPolicy {
   /** The only jails that may be used; never empty (an empty list would let any jail through). */
@@ -55,8 +56,7 @@ function refuse(code: Refusal, reason: string): CheckedRequest {
   return { ok: false, code, reason };
 }
 
-/** One input token for a reply or a log line: quoted, quotes and backslashes escaped, truncated. */
+/** One input token for a reply or a log line: quoted, escaped and truncated, in ASCII. */
 export function token(text: string, max = 40): string {
-  const cut = text.length > max ? `${text.slice(0, max)}...` : text;
-  return `'${cut.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+  return quoteText(text, max, "...");
 }

@@ -20,3 +20,7 @@ test("quoted text escapes the single quote that would end it", (t) => {
   t.is(quoteText("it's\n", 20), "'it\\'s\\n'");
   t.is(quoteText("abcdef", 3), "'abc…'");
 });
+
+test("a reply read as latin1 gets an ASCII cut mark", (t) => {
+  t.is(quoteText("a\u0007bcdef", 3, "..."), "'a\\u0007b...'");
+});
