@@ -2,12 +2,12 @@ import type * as zmq from "zeromq";
 import type { SecretIdentity } from "../src/keys/identity.js";
 import { decodeFeed, encodeHeartbeat, encodeUpdate, TOPIC_UPDATE } from "../src/protocol/feed.js";
 import { encodeEventFrames } from "../src/protocol/frames.js";
-import { type SignedEvent, signEvent } from "../src/protocol/signature.js";
+import type { SignedEvent } from "../src/protocol/signature.js";
 import { decodeSubmitReply, encodeAck } from "../src/protocol/submit.js";
 import { startPublisher } from "../src/publisher/daemon.js";
 import { createClientSocket, createServerSocket, createTransportContext } from "../src/transport/sockets.js";
 import { ZapHandler, type ZapRegistry } from "../src/transport/zap.js";
-import { allowList, benchAddress, type Scratch, scratch, silent } from "./lib/cluster.js";
+import { allowList, inScratch, presigner, type Scratch, silent } from "./lib/cluster.js";
 import type { BenchResult, Row } from "./lib/result.js";
 import { median, percentile, range } from "./lib/stats.js";
 
@@ -29,12 +29,7 @@ const MAX_VARIANT_MS = 3_000;
  */
 export async function benchFanout(options: FanoutOptions): Promise<BenchResult> {
   const started = Date.now();
-  const dir = await scratch("fanout");
-  try {
-    return await run(dir, options, started);
-  } finally {
-    await dir.remove();
-  }
+  return inScratch("fanout", (dir) => run(dir, options, started));
 }
 
 type Variant = "pubsub" | "relay" | "f2bz";
@@ -79,17 +74,7 @@ async function run(dir: Scratch, options: FanoutOptions, started: number): Promi
     await receivers.ready("f2bz", options.subscribers, () => {});
     await receivers.ready("bare", options.subscribers, () => bare.probe());
 
-    let seq = 0;
-    const presign = async (count: number) => {
-      const now = Date.now();
-      const events: SignedEvent[] = [];
-      for (let i = 0; i < count; i++) {
-        seq++;
-        const fields = { seq, kind: "ban" as const, jail: "sshd", ip: benchAddress(seq), time: now };
-        events.push(await signEvent(monitorId, { ...fields, expires: now + 3_600_000 }));
-      }
-      return events;
-    };
+    const presign = presigner(monitorId);
     const submit = async (socket: zmq.Request, event: SignedEvent) => {
       await socket.send(encodeEventFrames(event.payload, event.signature));
       const reply = decodeSubmitReply(await socket.receive());

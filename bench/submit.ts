@@ -3,12 +3,12 @@ import Database from "better-sqlite3";
 import type * as zmq from "zeromq";
 import type { SecretIdentity } from "../src/keys/identity.js";
 import { encodeEventFrames } from "../src/protocol/frames.js";
-import { type SignedEvent, signEvent } from "../src/protocol/signature.js";
+import type { SignedEvent } from "../src/protocol/signature.js";
 import { decodeSubmitReply, encodeAck } from "../src/protocol/submit.js";
 import { startPublisher } from "../src/publisher/daemon.js";
 import { createClientSocket, createServerSocket, createTransportContext } from "../src/transport/sockets.js";
 import { ZapHandler } from "../src/transport/zap.js";
-import { allowList, benchAddress, type Scratch, scratch, silent } from "./lib/cluster.js";
+import { allowList, inScratch, presigner, type Scratch, silent } from "./lib/cluster.js";
 import type { BenchResult } from "./lib/result.js";
 import { median, opsPerSecond, range } from "./lib/stats.js";
 
@@ -31,12 +31,7 @@ const EVENTS_PER_ROUND = 6_000;
  */
 export async function benchSubmit(options: SubmitOptions): Promise<BenchResult> {
   const started = Date.now();
-  const dir = await scratch("submit");
-  try {
-    return await run(dir, options, started);
-  } finally {
-    await dir.remove();
-  }
+  return inScratch("submit", (dir) => run(dir, options, started));
 }
 
 async function run(dir: Scratch, options: SubmitOptions, started: number): Promise<BenchResult> {
@@ -56,17 +51,7 @@ async function run(dir: Scratch, options: SubmitOptions, started: number): Promi
   let nacks = 0;
   let toF2bz = 0;
   try {
-    let seq = 0;
-    const presign = async (count: number): Promise<SignedEvent[]> => {
-      const now = Date.now();
-      const events: SignedEvent[] = [];
-      for (let i = 0; i < count; i++) {
-        seq++;
-        const fields = { seq, kind: "ban" as const, jail: "sshd", ip: benchAddress(seq), time: now };
-        events.push(await signEvent(monitorId, { ...fields, expires: now + 3_600_000 }));
-      }
-      return events;
-    };
+    const presign = presigner(monitorId);
     const submit = async (socket: zmq.Request, event: SignedEvent) => {
       // Fresh buffers per send: zeromq.js sends buffers over 128 bytes without copying.
       await socket.send(encodeEventFrames(event.payload, event.signature));

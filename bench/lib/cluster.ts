@@ -9,6 +9,7 @@ import { writeIdentity } from "../../src/keys/files.js";
 import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
 import { ensureLayout, keyHex, type Role, roleDir } from "../../src/keys/store.js";
 import type { Logger } from "../../src/logging.js";
+import { type SignedEvent, signEvent } from "../../src/protocol/signature.js";
 import type { ZapRegistry } from "../../src/transport/zap.js";
 
 export const silent: Logger = pino({ level: "silent" });
@@ -50,8 +51,9 @@ export async function scratch(prefix: string): Promise<Scratch> {
           feed: "tcp://127.0.0.1:*",
           snapshot: "tcp://127.0.0.1:*",
           keys: keysDir,
-          perOriginRate: 1_000_000,
-          perOriginBurst: 10_000_000,
+          // The schema's upper bounds: far above what one machine submits.
+          perOriginRate: 100_000,
+          perOriginBurst: 1_000_000,
           globalRate: 1_000_000,
         },
       });
@@ -59,6 +61,16 @@ export async function scratch(prefix: string): Promise<Scratch> {
     },
     remove: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/** Runs `body` in a fresh scratch directory, removed afterwards whatever happens. */
+export async function inScratch<T>(prefix: string, body: (dir: Scratch) => Promise<T>): Promise<T> {
+  const dir = await scratch(prefix);
+  try {
+    return await body(dir);
+  } finally {
+    await dir.remove();
+  }
 }
 
 /** A ZAP registry in memory for the baselines: the same keys, the same answers as the publisher's. */
@@ -69,6 +81,24 @@ export function allowList(domain: "submit" | "feed", identities: readonly Secret
       const found = d === domain ? allowed.get(keyHex(key)) : undefined;
       return found && { nodeId: found.nodeId, name: found.name };
     },
+  };
+}
+
+/**
+ * Signs bans as `identity`, numbered on from the last call, each for another address, all stamped
+ * now: events signed before a round, so that signing is not what a round measures.
+ */
+export function presigner(identity: SecretIdentity): (count: number) => Promise<SignedEvent[]> {
+  let seq = 0;
+  return async (count) => {
+    const now = Date.now();
+    const events: SignedEvent[] = [];
+    for (let i = 0; i < count; i++) {
+      seq++;
+      const fields = { seq, kind: "ban" as const, jail: "sshd", ip: benchAddress(seq), time: now };
+      events.push(await signEvent(identity, { ...fields, expires: now + 3_600_000 }));
+    }
+    return events;
   };
 }
 
