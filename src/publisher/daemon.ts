@@ -241,55 +241,50 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
   }
 }
 
-async function serveSubmit(
-  endpoint: BoundEndpoint<zmq.Reply>,
-  intake: Intake,
-  log: Logger,
-  metrics: Metrics,
-): Promise<void> {
-  for await (const socket of endpoint.sockets()) {
-    try {
-      for await (const frames of socket) {
-        const reply = await intake.handle(frames).catch((error: Error) => {
-          metrics.inc("submissions_failed_total");
-          log.error({ err: error.message }, "intake failed");
-          return encodeNack("", "busy");
-        });
-        await socket.send(reply);
-      }
-    } catch (error) {
-      if (!socket.closed) recover(endpoint, "submit", error, log, metrics);
+/** The intake's replies; an intake failure (it never rejects) still answers, with `busy`. */
+function serveSubmit(endpoint: BoundEndpoint<zmq.Reply>, intake: Intake, log: Logger, metrics: Metrics) {
+  return serveEach(endpoint, "submit", log, metrics, async (socket) => {
+    for await (const frames of socket) {
+      const reply = await intake.handle(frames).catch((error: Error) => {
+        metrics.inc("submissions_failed_total");
+        log.error({ err: error.message }, "intake failed");
+        return encodeNack("", "busy");
+      });
+      await socket.send(reply);
     }
-  }
+  });
 }
 
-async function serveSnapshots(
+function serveSnapshots(
   endpoint: BoundEndpoint<zmq.Router>,
   snapshots: SnapshotServer,
   log: Logger,
   metrics: Metrics,
-): Promise<void> {
-  for await (const socket of endpoint.sockets()) {
+) {
+  return serveEach(endpoint, "snapshot", log, metrics, async (socket) => {
     const send: Send = serialSender(socket);
-    try {
-      for await (const [routingId, ...frames] of socket) snapshots.handle(routingId, frames, send);
-    } catch (error) {
-      if (!socket.closed) recover(endpoint, "snapshot", error, log, metrics);
-    }
-  }
+    for await (const [routingId, ...frames] of socket) snapshots.handle(routingId, frames, send);
+  });
 }
 
-async function serveSubscriptions(
-  endpoint: BoundEndpoint<zmq.XPublisher>,
+function serveSubscriptions(endpoint: BoundEndpoint<zmq.XPublisher>, log: Logger, metrics: Metrics) {
+  const gate = { topic: TOPIC_UPDATE, metrics, dropLog: new LimitedLog(log.child({ component: "feed" })) };
+  return serveEach(endpoint, "feed", log, metrics, (socket) => gateSubscriptions(socket, gate));
+}
+
+/** Runs `serve` on the endpoint's socket, then on each replacement, until the endpoint closes. */
+async function serveEach<S extends zmq.Socket>(
+  endpoint: BoundEndpoint<S>,
+  what: LabelsOf<"endpoint_rebinds_total">["endpoint"],
   log: Logger,
   metrics: Metrics,
+  serve: (socket: S) => Promise<void>,
 ): Promise<void> {
-  const gate = { topic: TOPIC_UPDATE, metrics, dropLog: new LimitedLog(log.child({ component: "feed" })) };
   for await (const socket of endpoint.sockets()) {
     try {
-      await gateSubscriptions(socket, gate);
+      await serve(socket);
     } catch (error) {
-      if (!socket.closed) recover(endpoint, "feed", error, log, metrics);
+      if (!socket.closed) recover(endpoint, what, error, log, metrics);
     }
   }
 }
