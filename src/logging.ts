@@ -3,7 +3,6 @@ import { type Logger, pino } from "pino";
 import { escapeText } from "./toolkit/escape.js";
 
 export type { Logger } from "pino";
-export { LimitedLog, RateLimitedLog } from "./toolkit/limited-log.js";
 
 export interface LoggerOptions {
   level: string;

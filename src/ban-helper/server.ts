@@ -5,9 +5,10 @@ import { F2bzError, quote } from "../errors.js";
 import type { BanExecutor } from "../fail2ban/executor.js";
 import { MAX_LINE_BYTES } from "../fail2ban/helper-protocol.js";
 import { checkTrustedDir } from "../fail2ban/helper-socket.js";
-import { LimitedLog, type Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
 import { Metrics } from "../metrics/registry.js";
 import type { NeverBanList } from "../policy/never-ban.js";
+import { LimitedLog } from "../toolkit/limited-log.js";
 import { HelperLedger } from "./ledger.js";
 import { checkRequest, type Refusal, token } from "./request.js";
 

@@ -3,7 +3,8 @@ import type { MonitorConfig } from "../config/schema.js";
 import { JournalTailer } from "../fail2ban/journal.js";
 import { isOwnFileLine, type LogRecord, parseLogLine } from "../fail2ban/log-line.js";
 import { LogTailer } from "../fail2ban/log-tailer.js";
-import { type Counters, type Logger, RateLimitedLog } from "../logging.js";
+import type { Counters, Logger } from "../logging.js";
+import { RateLimitedLog } from "../toolkit/limited-log.js";
 import type { Position } from "./outbox.js";
 
 /** One entry of fail2ban's log, parsed (undefined: not one of fail2ban's lines), and where reading stands after it. */

@@ -1,5 +1,5 @@
 import type { Logger } from "../logging.js";
-import { LimitedLog, RateLimitedLog, untrusted } from "../logging.js";
+import { untrusted } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import { heldUntil } from "../policy/ban-time.js";
 import type { NeverBanList } from "../policy/never-ban.js";
@@ -8,6 +8,7 @@ import { type Envelope, peekEnvelope } from "../protocol/peek.js";
 import type { RejectReason } from "../protocol/reasons.js";
 import { verifyEvent } from "../protocol/signature.js";
 import { encodeAck, encodeNack } from "../protocol/submit.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import type { OriginLimiter } from "./rate-limit.js";
 import type { PublisherStore } from "./store.js";
 

@@ -1,8 +1,8 @@
 import { promises as fs } from "node:fs";
 import { readPurgeMarkers } from "../keys/purge-marker.js";
 import type { Logger } from "../logging.js";
-import { LimitedLog, RateLimitedLog } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import type { Expiry, PublisherStore } from "./store.js";
 
 export interface PurgeOptions {

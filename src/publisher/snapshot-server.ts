@@ -1,5 +1,5 @@
 import { setImmediate as yieldToLoop } from "node:timers/promises";
-import { LimitedLog, type Logger, untrusted } from "../logging.js";
+import { type Logger, untrusted } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import {
   decodeSnapshotRequest,
@@ -10,6 +10,7 @@ import {
   SNAPSHOT_WINDOW,
   type SnapshotEntry,
 } from "../protocol/snapshot.js";
+import { LimitedLog } from "../toolkit/limited-log.js";
 import { SerialQueue } from "../toolkit/serial-queue.js";
 import { WakeUp } from "../toolkit/wake-up.js";
 import { PeerBuckets, TokenBucket } from "./rate-limit.js";

@@ -1,7 +1,6 @@
 import type { Config, SubscriberConfig } from "../config/schema.js";
-import { F2bzError, quote } from "../errors.js";
 import { loadSecretIdentity } from "../keys/files.js";
-import { keyHex, loadPinnedKey } from "../keys/store.js";
+import { loadPinnedPublishers } from "../keys/pinned.js";
 import { Counters, type Logger } from "../logging.js";
 import { ResourceStack } from "../toolkit/resource-stack.js";
 import { assertCurve } from "../transport/sockets.js";
@@ -43,22 +42,7 @@ export async function startSubscriber(
   const settings = config.subscriber;
   const log = logger.child({ component: "subscriber" });
   const identity = await loadSecretIdentity(config.node.identity);
-  const publishers = await Promise.all(
-    settings.publishers.map(async (p) => {
-      const pinned = await loadPinnedKey(p.key);
-      return { ...p, identity: pinned, name: keyHex(pinned.curvePublic) };
-    }),
-  );
-  // The pinned key names a publisher in the state file: two entries with one key would share a sequence.
-  for (const [i, p] of publishers.entries()) {
-    const twin = publishers.findIndex((q) => q.name === p.name);
-    if (twin !== i) {
-      throw new F2bzError(
-        "CONFIG_INVALID",
-        `subscriber.publishers[${i}] pins the same key as subscriber.publishers[${twin}] (${quote(p.key)}): list each publisher once`,
-      );
-    }
-  }
+  const publishers = await loadPinnedPublishers("subscriber", settings.publishers);
   const counters = new Counters();
   const stopped = new AbortController();
   const stop = signal ? AbortSignal.any([signal, stopped.signal]) : stopped.signal;

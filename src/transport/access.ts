@@ -11,8 +11,9 @@ import {
   roleDir,
   type SkippedEntry,
 } from "../keys/store.js";
-import { LimitedLog, type Logger, RateLimitedLog } from "../logging.js";
+import type { Logger } from "../logging.js";
 import { Metrics } from "../metrics/registry.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { SerialQueue } from "../toolkit/serial-queue.js";
 import { PendingRecorder } from "./pending-recorder.js";
 import { ZAP_DOMAINS, type ZapDomain } from "./sockets.js";

@@ -1,8 +1,9 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { type KeyEntry, pendingDir, pendingId } from "../keys/store.js";
-import { LimitedLog, type Logger, RateLimitedLog } from "../logging.js";
+import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { writePendingKey } from "./pending.js";
 import { ROLE_OF_DOMAIN, type ZapDomain } from "./sockets.js";
 

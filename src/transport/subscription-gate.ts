@@ -1,7 +1,7 @@
 import type * as zmq from "zeromq";
-import type { LimitedLog } from "../logging.js";
 import { untrusted } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
+import type { LimitedLog } from "../toolkit/limited-log.js";
 
 /**
  * The feed's subscription gate: the only place a subscription takes effect on the feed.

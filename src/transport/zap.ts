@@ -1,8 +1,9 @@
 import * as zmq from "zeromq";
 import { F2bzError } from "../errors.js";
 import { z85Encode } from "../keys/z85.js";
-import { LimitedLog, type Logger, RateLimitedLog, untrusted } from "../logging.js";
+import { type Logger, untrusted } from "../logging.js";
 import { Metrics } from "../metrics/registry.js";
+import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { isZapDomain, type ZapDomain } from "./sockets.js";
 
 /**

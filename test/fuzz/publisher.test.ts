@@ -279,18 +279,20 @@ test.serial("fuzz feed: mutated subscription frames are each counted, the feed s
   const counted = (await settle(seen, base + passed, "every subscription message to be counted")) - base;
   t.is(counted, passed, `seed ${seed}`);
 
-  // Liveness: an authorized subscriber (one more subscription) still gets the feed's heartbeat.
+  // Multipart messages (libzmq hands each frame that looks like a subscription to the gate on its
+  // own) and frames over the limit (libzmq ends the connection, the XSUB reconnects and subscribes
+  // again): not counted exactly, but the feed must still serve.
+  for (let i = 0; i < MESSAGES / 4; i++) {
+    const frames = mutateFrames(r, [subscribe, subscribe], deliverable(FEED_INBOUND_MAX_BYTES));
+    if (i % 100 === 99) frames.push(Buffer.alloc(FEED_INBOUND_MAX_BYTES * 2, 1));
+    await xsub.send(frames);
+  }
+
+  // Liveness: an authorized subscriber still gets the feed's heartbeat.
   const feed = feedClient(t, pub.subscriber, pub);
   await within(feed.ready, "a heartbeat for a fresh subscriber");
   const after = await pub.scrape();
   const detail = `seed ${seed}; changes ${JSON.stringify(changes(before, after))}`;
-  t.is(
-    family(after, "f2bz_feed_subscriptions_total") +
-      family(after, "f2bz_feed_subscriptions_dropped_total") -
-      base,
-    passed + 1,
-    `the probe's own subscription besides; ${detail}`,
-  );
   t.is(
     family(after, "f2bz_endpoint_rebinds_total") - family(before, "f2bz_endpoint_rebinds_total"),
     0,

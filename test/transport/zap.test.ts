@@ -1,7 +1,7 @@
 import test from "ava";
 import { F2bzError } from "../../src/errors.js";
 import { z85Encode } from "../../src/keys/z85.js";
-import { RateLimitedLog } from "../../src/logging.js";
+import { RateLimitedLog } from "../../src/toolkit/limited-log.js";
 import { BoundEndpoint } from "../../src/transport/endpoint.js";
 import {
   createClientSocket,
