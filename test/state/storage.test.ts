@@ -7,6 +7,7 @@ import { PublisherStore } from "../../src/publisher/store.js";
 import { type CliResult, runCli, spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, type TestCluster, type TestNode, testCluster } from "../helpers/cluster.js";
 import { testWhen } from "../helpers/skip.js";
+import { banLine, monitorLab } from "../monitor/helpers.js";
 import { authorized, sign, submitter } from "../publisher/helpers.js";
 import { canMountTmpfs, fillFileSystem, mountTmpfs, remountReadOnly } from "./helpers.js";
 
@@ -152,7 +153,7 @@ withMount(
   "disk full: the publisher acknowledges nothing it cannot store, keeps running, and recovers when space returns",
   async (t) => {
     const p = await publisherSetup(t);
-    mountTmpfs(t, p.node.stateDir, 2048);
+    mountTmpfs(t, p.node.stateDir, 16_384);
     const [web1] = await authorized(p.cluster, "monitor", "web1");
     const daemon = spawnDaemon(t, ["publisher", "--config", p.config]);
     const [listening] = await daemon.waitLog("listening");
@@ -204,5 +205,49 @@ withMount(
     t.is(db.pragma("integrity_check", { simple: true }), "ok");
     const held = (db.prepare("SELECT ip FROM holders").all() as { ip: string }[]).map((r) => r.ip);
     t.deepEqual(held.sort(), [...acked].sort(), "every acknowledged ban is stored, and only those");
+  },
+);
+
+withMount(
+  "disk full: the monitor keeps running, retries its commit, and delivers every line once space returns",
+  async (t) => {
+    const lab = await monitorLab(t);
+    const stateDir = lab.monitorNode.stateDir;
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    // Room for the WAL to grow to its checkpoint size (1000 pages) once the filler is gone.
+    mountTmpfs(t, stateDir, 16_384);
+    const { feed } = await lab.startPublisher();
+    const config = await lab.cluster.configFile(lab.monitorNode, {
+      monitor: {
+        log: lab.logFile,
+        pollInterval: "100ms",
+        ackTimeout: "1s",
+        publishers: [{ submit: lab.submit, key: lab.publisherNode.publicKey }],
+      },
+    });
+    const daemon = spawnDaemon(t, ["monitor", "--config", config]);
+    await daemon.started("monitor");
+    await lab.append(banLine("sshd", "198.51.100.1"));
+    await feed.waitCount(1);
+
+    const filler = path.join(stateDir, "filler");
+    t.true(fillFileSystem(filler) > 0);
+    const ips = Array.from({ length: 40 }, (_, i) => `198.51.100.${i + 2}`);
+    await lab.append(...ips.map((ip) => banLine("sshd", ip)));
+    const [failed] = await daemon.waitLog("saving monitor state failed; retrying");
+    t.regex(String(failed!.err), /database or disk is full/);
+    t.is(daemon.child.exitCode, null, "the monitor keeps running while the disk is full");
+
+    await rm(filler);
+    await feed.waitCount(1 + ips.length);
+    t.deepEqual(
+      [...feed.describe()].sort(),
+      ["198.51.100.1", ...ips].map((ip) => `ban sshd ${ip}`).sort(),
+      "every line delivered once",
+    );
+    t.is(await daemon.stop(), 0, daemon.stderr());
+    const db = new Database(path.join(stateDir, "monitor.sqlite3"), { readonly: true });
+    t.teardown(() => db.close());
+    t.is(db.pragma("integrity_check", { simple: true }), "ok");
   },
 );
