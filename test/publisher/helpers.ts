@@ -2,12 +2,9 @@ import { appendFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { ExecutionContext } from "ava";
 import type * as zmq from "zeromq";
-import type { SecretIdentity } from "../../src/keys/identity.js";
 import { type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
-import type { EventKind } from "../../src/protocol/event.js";
 import { decodeFeed, type FeedMessage, TOPIC_UPDATE } from "../../src/protocol/feed.js";
 import { encodeEventFrames } from "../../src/protocol/frames.js";
-import { type SignedEvent, signEvent } from "../../src/protocol/signature.js";
 import {
   decodeSnapshotReply,
   encodeCredit,
@@ -33,32 +30,7 @@ export interface Reachable {
   running: Pick<RunningPublisher, "endpoints">;
 }
 
-export interface BanFields {
-  seq: number;
-  ip: string;
-  kind?: EventKind;
-  jail?: string;
-  time?: number;
-  expires?: number;
-}
-
-/** A validly signed event by `identity`: a ban for an hour from now unless told otherwise. */
-export function sign(identity: SecretIdentity, fields: BanFields, allowCidr = false): Promise<SignedEvent> {
-  const time = fields.time ?? Date.now();
-  const kind = fields.kind ?? "ban";
-  return signEvent(
-    identity,
-    {
-      seq: fields.seq,
-      kind,
-      jail: fields.jail ?? "sshd",
-      ip: fields.ip,
-      time,
-      expires: fields.expires ?? (kind === "ban" ? time + 3_600_000 : time),
-    },
-    { allowCidr },
-  );
-}
+export { type BanFields, sign } from "../helpers/events.js";
 
 /** A monitor's REQ socket, driven by hand: one event, one reply. */
 export interface Submitter {

@@ -1,9 +1,8 @@
 import type { ExecutionContext } from "ava";
-import type { SecretIdentity } from "../../src/keys/identity.js";
 import type { Logger } from "../../src/logging.js";
 import { type MonitorSettings, type RunningMonitor, startMonitor } from "../../src/monitor/daemon.js";
 import { encodeEventFrames } from "../../src/protocol/frames.js";
-import { type EventFields, type SignedEvent, signEvent } from "../../src/protocol/signature.js";
+import type { SignedEvent } from "../../src/protocol/signature.js";
 import { decodeSubmitReply, type SubmitReply } from "../../src/protocol/submit.js";
 import {
   type RunningSubscriber,
@@ -72,21 +71,7 @@ export async function startTestMonitor(
   return running;
 }
 
-/** Signs as `identity`, with the current time and a ban time unless given. */
-export function sign(
-  identity: SecretIdentity,
-  fields: Partial<EventFields> & Pick<EventFields, "seq" | "ip">,
-): Promise<SignedEvent> {
-  const time = fields.time ?? Date.now();
-  const kind = fields.kind ?? "ban";
-  return signEvent(identity, {
-    kind,
-    jail: "sshd",
-    time,
-    expires: kind === "ban" ? time + 600_000 : time,
-    ...fields,
-  });
-}
+export { sign } from "../helpers/events.js";
 
 /**
  * Submits signed events to a publisher as a monitor would (REQ, CURVE, one event per request) and
