@@ -3,7 +3,8 @@ import { DEFAULT_CONFIG, loadConfig } from "../config/load.js";
 import { configWarnings } from "../config/warnings.js";
 import { F2bzError } from "../errors.js";
 import { loadSecretIdentity } from "../keys/files.js";
-import { loadEntries, loadKeySet, loadPinnedKey } from "../keys/store.js";
+import { loadPinnedPublishers } from "../keys/pinned.js";
+import { loadEntries, loadKeySet } from "../keys/store.js";
 import { type Command, configOption, configPath } from "./command.js";
 
 export const checkConfig: Command = {
@@ -29,11 +30,11 @@ export const checkConfig: Command = {
       );
     }
     if (config.monitor) {
-      for (const p of config.monitor.publishers) await loadPinnedKey(p.key);
+      await loadPinnedPublishers("monitor", config.monitor.publishers);
       sections.push(`monitor (${config.monitor.publishers.length} publishers)`);
     }
     if (config.subscriber) {
-      for (const p of config.subscriber.publishers) await loadPinnedKey(p.key);
+      await loadPinnedPublishers("subscriber", config.subscriber.publishers);
       if (config.subscriber.origins) await loadEntries(config.subscriber.origins, { authorized: true });
       sections.push(
         `subscriber (${config.subscriber.publishers.length} publishers, action ${config.subscriber.action.type})`,

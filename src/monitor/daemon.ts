@@ -1,8 +1,7 @@
 import path from "node:path";
 import type { Config, MonitorConfig } from "../config/schema.js";
-import { F2bzError, quote } from "../errors.js";
 import { loadSecretIdentity } from "../keys/files.js";
-import { keyHex, loadPinnedKey } from "../keys/store.js";
+import { loadPinnedPublishers } from "../keys/pinned.js";
 import { Counters, type Logger } from "../logging.js";
 import { Metrics } from "../metrics/registry.js";
 import { SUBSCRIBER_STATE_FILE } from "../state/files.js";
@@ -60,7 +59,10 @@ export async function startMonitor(
   const log = logger.child({ component: "monitor" });
   const now = options.now ?? Date.now;
   const identity = await loadSecretIdentity(config.node.identity);
-  const publishers = await pinnedPublishers(settings.publishers);
+  const publishers = (await loadPinnedPublishers("monitor", settings.publishers)).map((p) => ({
+    ...p,
+    endpoint: p.submit,
+  }));
   const metrics = new Metrics("monitor");
   // The log tailers still count by name; served beside the catalogue until they move to it.
   const counters = new Counters();
@@ -175,27 +177,4 @@ export async function startMonitor(
     await resources.close().catch(() => {});
     throw error;
   }
-}
-
-/**
- * Each publisher with its pinned key, which names it in the outbox: two entries pinning one key
- * would share one queue, each taking the other's events away.
- */
-async function pinnedPublishers(list: MonitorConfig["publishers"]) {
-  const publishers = await Promise.all(
-    list.map(async (p) => {
-      const identity = await loadPinnedKey(p.key);
-      return { ...p, identity, name: keyHex(identity.curvePublic), endpoint: p.submit };
-    }),
-  );
-  for (const [i, p] of publishers.entries()) {
-    const twin = publishers.findIndex((q) => q.name === p.name);
-    if (twin !== i) {
-      throw new F2bzError(
-        "CONFIG_INVALID",
-        `monitor.publishers[${i}] pins the same key as monitor.publishers[${twin}] (${quote(p.key)}): list each publisher once`,
-      );
-    }
-  }
-  return publishers;
 }

@@ -64,6 +64,24 @@ test("check-config also takes -c and counts authorized keys", async (t) => {
   t.true(r.stdout.startsWith("f2bz.yaml: ok; node web1 "), r.stdout);
 });
 
+test("check-config refuses two publishers pinning one key, as the monitor does", async (t) => {
+  const { config } = await setup(t);
+  const entry = "    - submit: tcp://127.0.0.1:5678\n      key: keys/pub1.key\n";
+  const text = await readFile(config, "utf8");
+  t.true(text.includes(entry));
+  await writeFile(
+    config,
+    text.replace(entry, `${entry}    - submit: tcp://127.0.0.1:6678\n      key: keys/pub1.key\n`),
+  );
+  const r = await runCli(["check-config", "--config", config]);
+  t.is(r.code, 78, r.stderr);
+  oneLine(t, r);
+  t.regex(
+    r.stderr,
+    /monitor\.publishers\[1\] pins the same key as monitor\.publishers\[0\] \('.*pub1\.key'\)/,
+  );
+});
+
 test("check-config refuses a broken file with one line: file, line, key", async (t) => {
   const { config } = await setup(t);
   await writeFile(
