@@ -16,7 +16,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { F2bzError, quote } from "../errors.js";
-import { type Account, describeUid } from "./accounts.js";
+import { type Account, accountOfUid, describeUid } from "./accounts.js";
 import {
   formatPublicCertificate,
   formatSecretCertificate,
@@ -65,7 +65,7 @@ async function readKeyFile(file: string, kind: KeyFileKind): Promise<string> {
 async function notReadable(file: string, secret: boolean): Promise<F2bzError> {
   const uid = process.geteuid?.() ?? 0;
   const me = describeUid(uid);
-  const user = me.split(" ")[0] ?? `${uid}`;
+  const user = accountOfUid(uid)?.name ?? `${uid}`;
   const fix = (target: string) =>
     `run ${quote(`chown ${user}: ${target}`)}${secret ? ` or create it with ${quote(`f2bz keygen --owner ${user}`)}` : ""}`;
   try {
