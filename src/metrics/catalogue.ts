@@ -58,9 +58,9 @@ export const CATALOGUE = {
   // Events dropped by the checklists of the publisher and the subscriber (protocol/reasons.ts).
   events_dropped_total: {
     type: "counter",
-    help: "events dropped, by reason",
+    help: "events dropped, by reason (the protocol's, then the subscriber's own)",
     processes: ["publisher", "subscriber"],
-    labels: { reason: REJECT_REASONS },
+    labels: { reason: [...REJECT_REASONS, "duplicate", "expired", "superseded", "unban-not-held"] },
   },
 
   // Publisher: submissions from monitors.
@@ -300,7 +300,7 @@ export const CATALOGUE = {
     type: "counter",
     help: "changes of the holders of a ban, by change",
     processes: ["subscriber"],
-    labels: { change: ["added", "released", "unban-not-held", "expiry-released"] },
+    labels: { change: ["added", "released", "expiry-released"] },
   },
   feed_gaps_total: {
     type: "counter",

@@ -1,4 +1,5 @@
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { type Action, requestsFor } from "./action.js";
 import type { Checklist, DropReason, JailTarget, Source } from "./checklist.js";
@@ -26,7 +27,7 @@ export interface ApplyOptions {
   expiry: { schedule(): void };
   /** subscriber.action's jail and fallbackJail, named when an event finds neither here. */
   target: JailTarget;
-  counters: Counters;
+  metrics: Metrics;
   logger: Logger;
   now?: () => number;
 }
@@ -85,12 +86,13 @@ export class Apply {
       const logged = { ...fields, source, expires: new Date(expires).toISOString() };
       if (!first) {
         // Already banned here: the hold only keeps it banned until this origin releases it too.
-        o.counters.inc("bans.holder-added");
+        o.metrics.inc("ban_holders_total", { change: "added" });
         this.log.debug(logged, "another holder of a ban applied here");
         return;
       }
       this.log.info(logged, "ban received");
       await o.action.apply([{ kind: "ban", jail, ip: event.ip, origin: event.origin, expires }]);
+      o.metrics.observe("apply_latency_seconds", Math.max(0, this.now() - event.time) / 1000);
       return;
     }
     // Only an origin's own hold is released: never a ban fail2ban made on its own, nor another
@@ -100,17 +102,18 @@ export class Apply {
       this.now(),
     );
     if (released.removed === 0) {
-      o.counters.inc("dropped.unban-not-held");
+      o.metrics.inc("events_dropped_total", { reason: "unban-not-held" });
       this.log.debug({ id: event.id, jail, ip: event.ip }, "unban of a ban not held here: ignored");
       return;
     }
     if (released.lifted.length === 0) {
-      o.counters.inc("bans.holder-released");
+      o.metrics.inc("ban_holders_total", { change: "released" });
       this.log.debug(fields, "unban by one holder: still held by another");
       return;
     }
     this.log.info(fields, "unban received");
     await o.action.apply([{ kind: "unban", jail, ip: event.ip, origin: event.origin, expires }]);
+    o.metrics.observe("apply_latency_seconds", Math.max(0, this.now() - event.time) / 1000);
   }
 
   /**

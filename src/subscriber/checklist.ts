@@ -1,4 +1,4 @@
-import type { Counters } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { heldUntil } from "../policy/ban-time.js";
 import type { BanEvent } from "../protocol/event.js";
 import type { RejectReason } from "../protocol/reasons.js";
@@ -35,7 +35,7 @@ export interface ChecklistOptions {
   allowCidr: boolean;
   /** subscriber.action's target: the event's own jail (`same`) or a fixed one, and the fallback. */
   target: JailTarget;
-  counters: Counters;
+  metrics: Metrics;
   /** A ban is held, and its id kept as seen, at most this long from now (events.maxBanTime). */
   maxBanTimeMs?: number;
   /**
@@ -65,7 +65,8 @@ export class Checklist {
 
   async check(payload: Buffer, signature: Buffer, source: Source): Promise<Decision> {
     const decision = await this.decide(payload, signature, source);
-    this.o.counters.inc(decision.ok ? `accepted.${source}` : `dropped.${decision.reason}`);
+    if (decision.ok) this.o.metrics.inc("events_accepted_total", { source });
+    else this.o.metrics.inc("events_dropped_total", { reason: decision.reason });
     return decision;
   }
 

@@ -1,7 +1,8 @@
 import type { Config, SubscriberConfig } from "../config/schema.js";
 import { loadSecretIdentity } from "../keys/files.js";
 import { loadPinnedPublishers } from "../keys/pinned.js";
-import { Counters, type Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import { Metrics } from "../metrics/registry.js";
 import { ResourceStack } from "../toolkit/resource-stack.js";
 import { assertCurve } from "../transport/sockets.js";
 import { Apply } from "./apply.js";
@@ -20,7 +21,7 @@ const HOUSEKEEPING_MS = 60_000;
 const ORIGINS_POLL_MS = 1_000;
 
 export interface RunningSubscriber {
-  counters: Counters;
+  metrics: Metrics;
   store: SubscriberStore;
   close(): Promise<void>;
 }
@@ -43,7 +44,7 @@ export async function startSubscriber(
   const log = logger.child({ component: "subscriber" });
   const identity = await loadSecretIdentity(config.node.identity);
   const publishers = await loadPinnedPublishers("subscriber", settings.publishers);
-  const counters = new Counters();
+  const metrics = new Metrics("subscriber");
   const stopped = new AbortController();
   const stop = signal ? AbortSignal.any([signal, stopped.signal]) : stopped.signal;
   const resources = new ResourceStack((error) =>
@@ -61,18 +62,19 @@ export async function startSubscriber(
       }),
     );
     store.adoptPublishers(publishers);
-    const action = resources.use(createAction(settings, logger, counters));
+    metrics.onCollect(() => metrics.set("bans_active", store.appliedCount()));
+    const action = resources.use(createAction(settings, logger, metrics));
     const origins = settings.origins
       ? resources.use(
           await OriginsWatcher.open(settings.origins, {
             logger,
-            counters,
+            metrics,
             pollMs: ORIGINS_POLL_MS,
             signal: stop,
           }),
         )
       : undefined;
-    const expiry = resources.use(new Expiry({ store, action, counters, logger, signal: stop }));
+    const expiry = resources.use(new Expiry({ store, action, metrics, logger, signal: stop }));
     const checklist = new Checklist({
       self: identity.nodeId,
       store,
@@ -80,11 +82,11 @@ export async function startSubscriber(
       origins,
       allowCidr: config.events.allowCidr,
       target: settings.action,
-      counters,
+      metrics,
       maxBanTimeMs: config.events.maxBanTime,
       windowMs: config.events.window,
     });
-    const apply = new Apply({ checklist, store, action, expiry, target: settings.action, counters, logger });
+    const apply = new Apply({ checklist, store, action, expiry, target: settings.action, metrics, logger });
 
     // Bans that expired while we were down are lifted first; the others are applied again.
     await expiry.run();
@@ -102,7 +104,7 @@ export async function startSubscriber(
           onEvent: (payload, signature, source) => apply.event(payload, signature, source),
           onExpire: (announced) => expiry.announced(announced),
           logger,
-          counters,
+          metrics,
           signal: stop,
         }),
       ),
@@ -129,7 +131,7 @@ export async function startSubscriber(
       },
       "following the publishers",
     );
-    return { counters, store, close };
+    return { metrics, store, close };
   } catch (error) {
     await close();
     throw error;

@@ -2,7 +2,8 @@ import { execFile } from "node:child_process";
 import { templateProblem } from "../config/exec-template.js";
 import { F2bzError, quote } from "../errors.js";
 import { BanQueue } from "../fail2ban/queue.js";
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import type { ActionRequest } from "./action.js";
 import { QueuedAction } from "./queued-action.js";
 
@@ -53,26 +54,26 @@ export interface ExecActionOptions {
  * never two at once: an unban cannot overtake its ban.
  */
 export class ExecAction extends QueuedAction {
-  constructor(template: readonly string[], options: ExecActionOptions, logger: Logger, counters: Counters) {
+  constructor(template: readonly string[], options: ExecActionOptions, logger: Logger, metrics: Metrics) {
     checkTemplate(template);
     const queue = new BanQueue<ActionRequest>((batch) => runAll(template, options.timeoutMs, batch.items), {
       batchSize: 1,
       concurrency: options.concurrency ?? 2,
       maxPending: options.maxPending ?? 10_000,
       onDone: (batch) => {
-        counters.inc(`applied.${batch.kind}`, batch.items.length);
+        metrics.inc("bans_applied_total", { kind: batch.kind }, batch.items.length);
         for (const r of batch.items)
           logger.info({ kind: r.kind, jail: r.jail, ip: r.ip }, `${r.kind} applied`);
       },
       onError: (error, batch) => {
-        counters.inc(`action.failed.${batch.kind}`, batch.items.length);
+        metrics.inc("action_failures_total", { kind: batch.kind }, batch.items.length);
         const e = error as NodeJS.ErrnoException & { killed?: boolean };
         const why = e.killed ? `killed after ${options.timeoutMs} ms` : e.message.split("\n")[0];
         for (const r of batch.items)
           logger.error({ kind: r.kind, jail: r.jail, ip: r.ip, err: why }, "exec action failed");
       },
     });
-    super(queue, "exec", logger, counters);
+    super(queue, "exec", logger, metrics);
   }
 }
 

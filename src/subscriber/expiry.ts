@@ -1,4 +1,5 @@
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { realSchedule, type Schedule } from "../toolkit/wake-up.js";
 import { type Action, requestsFor } from "./action.js";
 import type { AppliedBan, SubscriberStore } from "./store.js";
@@ -9,7 +10,7 @@ const MAX_WAIT_MS = 60_000;
 export interface ExpiryOptions {
   store: SubscriberStore;
   action: Action;
-  counters: Counters;
+  metrics: Metrics;
   logger: Logger;
   /** The daemon's: once it fires, nothing is scheduled or lifted any more. */
   signal: AbortSignal;
@@ -59,7 +60,7 @@ export class Expiry {
   /** Unsigned, from the pinned publisher: releases only the hold of that very event id. */
   async announced(expiry: { ip: string; id: string }): Promise<void> {
     const released = this.o.store.release({ ip: expiry.ip, id: expiry.id }, this.now());
-    if (released.removed > 0) this.o.counters.inc("expiry.released");
+    if (released.removed > 0) this.o.metrics.inc("ban_holders_total", { change: "expiry-released" });
     await this.unban(released.lifted, "bans lifted by the publisher's expiry");
     this.schedule();
   }
@@ -80,7 +81,7 @@ export class Expiry {
 
   private async unban(lifted: readonly AppliedBan[], why: string): Promise<void> {
     if (lifted.length === 0) return;
-    this.o.counters.inc("bans.expired", lifted.length);
+    this.o.metrics.inc("bans_expired_total", lifted.length);
     this.log.info({ count: lifted.length, ips: lifted.map((b) => b.ip) }, why);
     await this.o.action.apply(requestsFor("unban", lifted));
   }

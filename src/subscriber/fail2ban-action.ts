@@ -1,6 +1,7 @@
-import type { BanExecutor } from "../fail2ban/executor.js";
+import { type BanExecutor, timedExecutor } from "../fail2ban/executor.js";
 import { BanQueue } from "../fail2ban/queue.js";
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import type { Action, ActionRequest } from "./action.js";
 import { QueuedAction } from "./queued-action.js";
 
@@ -12,26 +13,29 @@ export function fail2banAction(
   executor: BanExecutor,
   batchSize: number,
   logger: Logger,
-  counters: Counters,
+  metrics: Metrics,
 ): Action {
   const log = logger.child({ component: "fail2ban" });
-  const queue = new BanQueue<ActionRequest>(executor, {
+  const timed = timedExecutor(executor, (seconds) =>
+    metrics.observe("fail2ban_call_duration_seconds", seconds),
+  );
+  const queue = new BanQueue<ActionRequest>(timed, {
     batchSize,
     concurrency: 2,
     onDone: (batch, count) => {
-      counters.inc(`applied.${batch.kind}`, batch.ips.length);
+      metrics.inc("bans_applied_total", { kind: batch.kind }, batch.ips.length);
       log.info(
         { kind: batch.kind, jail: batch.jail, ips: batch.ips, changed: count },
         `${batch.kind} applied`,
       );
     },
     onError: (error, batch) => {
-      counters.inc(`action.failed.${batch.kind}`, batch.ips.length);
+      metrics.inc("action_failures_total", { kind: batch.kind }, batch.ips.length);
       log.error(
         { kind: batch.kind, jail: batch.jail, ips: batch.ips, err: (error as Error).message },
         `${batch.kind} failed`,
       );
     },
   });
-  return new QueuedAction(queue, "fail2ban", log, counters);
+  return new QueuedAction(queue, "fail2ban", log, metrics);
 }

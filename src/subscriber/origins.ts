@@ -1,12 +1,13 @@
 import { directorySignature, scanEntries } from "../keys/store.js";
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { SerialQueue } from "../toolkit/serial-queue.js";
 import { sleep } from "../toolkit/wake-up.js";
 
 export interface OriginsOptions {
   logger: Logger;
-  counters: Counters;
+  metrics: Metrics;
   /** How often the directory is checked for changes; 0 disables polling (call `reload()`). */
   pollMs?: number;
   /** The daemon's: once it fires, the directory is no longer polled. */
@@ -94,7 +95,7 @@ export class OriginsWatcher {
       { dir: this.dir, origins: this.trusted.size, removed, skipped: scan.skipped.length },
       "origin keys loaded",
     );
-    if (scan.skipped.length > 0) this.options.counters.inc("origins.keys_skipped", scan.skipped.length);
+    if (scan.skipped.length > 0) this.options.metrics.inc("keys_skipped_total", scan.skipped.length);
     for (const entry of scan.skipped) {
       this.skipped.warn(
         `${entry.file}\n${entry.reason}`,

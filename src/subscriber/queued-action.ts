@@ -1,5 +1,6 @@
 import type { BanQueue } from "../fail2ban/queue.js";
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import type { Action, ActionRequest } from "./action.js";
 
@@ -16,7 +17,7 @@ export class QueuedAction implements Action {
     private readonly queue: BanQueue<ActionRequest>,
     private readonly what: string,
     logger: Logger,
-    private readonly counters: Counters,
+    private readonly metrics: Metrics,
   ) {
     this.drops = new LimitedLog(logger, new RateLimitedLog(60_000, 3));
   }
@@ -25,7 +26,7 @@ export class QueuedAction implements Action {
     for (const r of requests) {
       if (this.queue.push(r.kind, r.jail, r.ip, r)) continue;
       // Queue full (the action far behind) or closing: counted and said, never silently lost.
-      this.counters.inc(`action.dropped.${r.kind}`);
+      this.metrics.inc("action_dropped_total", { kind: r.kind });
       this.drops.error(r.kind, { kind: r.kind, jail: r.jail, ip: r.ip }, `${this.what} queue full: dropped`);
     }
   }

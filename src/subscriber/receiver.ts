@@ -1,5 +1,6 @@
 import type * as zmq from "zeromq";
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import {
   decodeFeed,
   type Expiry,
@@ -37,7 +38,7 @@ export interface ReceiverOptions {
    */
   onExpire?: (expiry: Expiry) => Promise<void>;
   logger: Logger;
-  counters: Counters;
+  metrics: Metrics;
   /** The daemon's: once it fires, no snapshot is asked again and no back-off is waited out. */
   signal?: AbortSignal;
   /** Per reply message of a snapshot, i.e. between two chunks, not for all of it (default 5 s). */
@@ -191,7 +192,7 @@ export class PublisherReceiver {
       for await (const frames of sub) {
         const decoded = decodeFeed(frames);
         if (!decoded.ok) {
-          this.o.counters.inc(`dropped.${decoded.reason}`);
+          this.o.metrics.inc("events_dropped_total", { reason: decoded.reason });
           this.problem("malformed message from the publisher dropped", { reason: decoded.reason });
           continue;
         }
@@ -205,7 +206,7 @@ export class PublisherReceiver {
   /** Runs `task` after everything queued before it; a failure is logged, never breaks the chain. */
   private serial(task: () => Promise<void>): Promise<void> {
     return this.queue.run(task).catch((error: Error) => {
-      this.o.counters.inc("receiver.failed");
+      this.o.metrics.inc("receive_failures_total", { stage: "receiver" });
       this.log.error({ err: error.message }, "applying from the publisher failed");
     });
   }
@@ -222,7 +223,7 @@ export class PublisherReceiver {
     const last = this.lastSeq;
     if (message.type === "heartbeat") {
       if (last === undefined || message.seq !== last) {
-        if (last !== undefined) this.o.counters.inc("feed.gaps");
+        if (last !== undefined) this.o.metrics.inc("feed_gaps_total");
         this.resync(last === undefined ? "first heartbeat" : "heartbeat shows a gap");
       }
       return;
@@ -230,7 +231,7 @@ export class PublisherReceiver {
     // A number at or below the last one means the publisher started over (its state was reset):
     // nothing it numbered before can be trusted to line up, so resynchronise as for a gap.
     if (last === undefined || message.seq !== last + 1) {
-      this.o.counters.inc("feed.gaps");
+      this.o.metrics.inc("feed_gaps_total");
       this.resync(last !== undefined && message.seq <= last ? "sequence went back" : "gap");
       // The first live message of the new round: applied now, its number checked at the end.
       if (this.live) await this.handle(message);
@@ -245,7 +246,7 @@ export class PublisherReceiver {
     try {
       await this.o.onExpire?.({ jail: message.jail, ip: message.ip, id: message.id });
     } catch (error) {
-      this.o.counters.inc("event.failed");
+      this.o.metrics.inc("receive_failures_total", { stage: "event" });
       this.problem("applying an expiry failed", { err: (error as Error).message });
     }
   }
@@ -255,7 +256,7 @@ export class PublisherReceiver {
       await this.o.onEvent(payload, signature, source);
     } catch (error) {
       // One event that cannot be applied (a state write failed) must not stop the feed.
-      this.o.counters.inc("event.failed");
+      this.o.metrics.inc("receive_failures_total", { stage: "event" });
       this.problem("applying an event failed", { err: (error as Error).message, source });
     }
   }
@@ -293,13 +294,13 @@ export class PublisherReceiver {
     if (this.stop.aborted) return;
     const through = this.live?.appliedThrough(snapshot.seq);
     if (through === undefined) {
-      this.o.counters.inc("feed.gaps");
+      this.o.metrics.inc("feed_gaps_total");
       this.again = true;
       return;
     }
     this.live = undefined;
     this.setSeq(through);
-    this.o.counters.inc("snapshot.loaded");
+    this.o.metrics.inc("snapshot_loads_total", { result: "loaded" });
     this.log.info({ bans: snapshot.count, seq: snapshot.seq, through }, "snapshot loaded");
   }
 
@@ -320,12 +321,12 @@ export class PublisherReceiver {
         if (!result) return undefined;
         if (result.type === "done") return result;
         // Busy: the publisher serves others first; its hint is a floor, our back-off still grows.
-        this.o.counters.inc("snapshot.busy");
+        this.o.metrics.inc("snapshot_loads_total", { result: "busy" });
         this.log.debug({ retryAfterMs: result.retryAfterMs }, "publisher busy: snapshot asked again later");
         wait = Math.min(MAX_RETRY_MS, Math.max(wait, result.retryAfterMs));
       } catch (error) {
         if (this.stop.aborted) return undefined;
-        this.o.counters.inc("snapshot.failed");
+        this.o.metrics.inc("snapshot_loads_total", { result: "failed" });
         this.problem("snapshot failed: retrying", { err: (error as Error).message });
       }
       if (!(await sleep(wait, this.stop))) return undefined;

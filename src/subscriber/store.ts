@@ -213,6 +213,12 @@ export class SubscriberStore {
     return this.db.prepare("SELECT 1 FROM holders WHERE jail = ? AND ip = ?").get(jail, ip) !== undefined;
   }
 
+  /** How many bans are applied here (each address and jail once): read at each metrics scrape. */
+  appliedCount(): number {
+    const row = this.db.prepare("SELECT count(*) AS n FROM (SELECT 1 FROM holders GROUP BY jail, ip)").get();
+    return (row as { n: number }).n;
+  }
+
   /** Every ban applied here, once each, as its longest holder holds it. */
   applied(): AppliedBan[] {
     return this.db

@@ -1,7 +1,7 @@
 import test from "ava";
 import * as zmq from "zeromq";
 import { z85Encode } from "../../src/keys/z85.js";
-import type { Counters } from "../../src/logging.js";
+import type { Metrics } from "../../src/metrics/registry.js";
 import {
   decodeFeed,
   encodeExpire,
@@ -26,10 +26,10 @@ const MAX_FRAME = MAX_FEED_FRAME_BYTES + 64 - 33;
 const TOPIC = Buffer.from(TOPIC_UPDATE, "latin1");
 
 /** What the subscriber counts per feed message it reads: a drop, or an accepted live update. */
-function counted(counters: Counters): number {
-  let sum = 0;
-  for (const [name, value] of Object.entries(counters.toJSON())) {
-    if (name.startsWith("dropped.") || name === "accepted.live") sum += value;
+function counted(metrics: Metrics): number {
+  let sum = metrics.get("events_accepted_total", { source: "live" });
+  for (const [name, value] of Object.entries(metrics.summary())) {
+    if (name.startsWith("events_dropped_total{")) sum += value;
   }
   return sum;
 }
@@ -67,17 +67,19 @@ test("fuzz subscriber: a fake publisher's mutated updates are each counted, the 
     publishers: [{ feed: pub.lastEndpoint, snapshot: router.lastEndpoint, key: pubNode.publicKey }],
     action: { type: "log" },
   });
-  const counters = running.counters;
+  const metrics = running.metrics;
   // Connected and in step: a heartbeat at our sequence leads to a snapshot, then updates apply.
   await waitFor(
     async () => {
       await pub.send(encodeHeartbeat(pubSeq));
-      return snapshotsServed > 0 && counters.get("snapshot.loaded") > 0 ? true : undefined;
+      return snapshotsServed > 0 && metrics.get("snapshot_loads_total", { result: "loaded" }) > 0
+        ? true
+        : undefined;
     },
     { timeoutMs: DEADLINE_MS, intervalMs: 100, what: "the subscriber to load a snapshot" },
   );
   const rssBefore = process.memoryUsage().rss;
-  const countedBefore = counted(counters);
+  const countedBefore = counted(metrics);
 
   const r = rng(seed);
   const accepted: SignedEvent[] = [];
@@ -125,26 +127,31 @@ test("fuzz subscriber: a fake publisher's mutated updates are each counted, the 
     await pub.send(frames);
     // Flow control: PUB drops at the high-water mark; wait for the subscriber to catch up.
     if (i % 200 === 199) {
-      await waitFor(() => (counted(counters) - countedBefore >= expected ? true : undefined), {
+      await waitFor(() => (counted(metrics) - countedBefore >= expected ? true : undefined), {
         timeoutMs: DEADLINE_MS,
         what: `the subscriber to count ${expected} messages (seed ${seed})`,
       });
     }
   }
-  await waitFor(() => (counted(counters) - countedBefore >= expected ? true : undefined), {
+  await waitFor(() => (counted(metrics) - countedBefore >= expected ? true : undefined), {
     timeoutMs: DEADLINE_MS,
     what: `the subscriber to count ${expected} messages (seed ${seed})`,
   }).catch(() => {});
   t.log(`${expected} of ${MESSAGES} messages reached the subscriber's checks`);
-  const detail = () => `seed ${seed}; counters ${JSON.stringify(counters.toJSON())}`;
-  t.is(counted(counters) - countedBefore, expected, `every message counted once; ${detail()}`);
-  t.is(counters.get("receiver.failed") + counters.get("event.failed"), 0, detail());
+  const detail = () => `seed ${seed}; counters ${JSON.stringify(metrics.summary())}`;
+  t.is(counted(metrics) - countedBefore, expected, `every message counted once; ${detail()}`);
+  t.is(
+    metrics.get("receive_failures_total", { stage: "receiver" }) +
+      metrics.get("receive_failures_total", { stage: "event" }),
+    0,
+    detail(),
+  );
 
   // Liveness: a fresh valid update, in sequence, is still accepted.
-  const live = counters.get("accepted.live");
+  const live = metrics.get("events_accepted_total", { source: "live" });
   const probe = await sign(origin.identity, { seq: ++seq, ip: "198.51.100.77" });
   await pub.send(updateOf(probe));
-  await waitFor(() => (counters.get("accepted.live") > live ? true : undefined), {
+  await waitFor(() => (metrics.get("events_accepted_total", { source: "live" }) > live ? true : undefined), {
     timeoutMs: DEADLINE_MS,
     what: `the probe to be accepted (seed ${seed})`,
   });

@@ -29,7 +29,7 @@ test("every series of a process's metrics exists from the start, at 0; other pro
   const dropped = families.find((f) => f.name === "events_dropped_total")!;
   t.deepEqual(
     dropped.series.map((s) => s.labels.reason),
-    [...REJECT_REASONS],
+    [...REJECT_REASONS, "duplicate", "expired", "superseded", "unban-not-held"],
   );
   t.true(dropped.series.every((s) => s.value === 0));
   for (const process of PROCESSES) {

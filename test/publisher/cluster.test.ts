@@ -114,7 +114,10 @@ test.serial(
     await write(ips.slice(0, third));
     // Both publishers fan out: each subscriber gets the same events twice and keeps them once.
     await waitFor(
-      () => (subscribers.every((s) => s.running.counters.get("dropped.duplicate") > 0) ? true : undefined),
+      () =>
+        subscribers.every((s) => s.running.metrics.get("events_dropped_total", { reason: "duplicate" }) > 0)
+          ? true
+          : undefined,
       { timeoutMs: END_TO_END_MS, what: "each subscriber to drop a copy from the other publisher" },
     );
     // Closed while the monitors are still reading and delivering the second part.
@@ -129,7 +132,7 @@ test.serial(
     );
     t.is(second.running.store.activeCount(), ips.length);
     for (const subscriber of subscribers) {
-      t.is(subscriber.running.counters.get("dropped.replay"), 0);
+      t.is(subscriber.running.metrics.get("events_dropped_total", { reason: "replay" }), 0);
       t.is(subscriber.bans().length, ips.length, `${subscriber.node.name} holds each ban once`);
     }
   },
@@ -163,6 +166,7 @@ test.serial(
     const monitor = await startTestMonitor(t, cluster, web1!, [publisher]);
     await monitor.ban("203.0.113.77");
     await allHave(subscribers, [...expected, "sshd 203.0.113.77"], "the live ban after the snapshot");
-    for (const subscriber of subscribers) t.true(subscriber.running.counters.get("snapshot.loaded") >= 1);
+    for (const subscriber of subscribers)
+      t.true(subscriber.running.metrics.get("snapshot_loads_total", { result: "loaded" }) >= 1);
   },
 );

@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from "ava";
 import type * as zmq from "zeromq";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import {
   decodeSnapshotReply,
   encodeCredit,
@@ -127,7 +127,7 @@ test.serial(
     t.timeout(300_000);
     const count = 250_000;
     const { publisher, sub1 } = await filledPublisher(t, count);
-    const counters = new Counters();
+    const metrics = new Metrics("subscriber");
     const seen = new Set<string>();
     const saved: number[] = [];
     // The subscriber's own receiver with its default per-frame timeout (5 s); applying is counting.
@@ -142,21 +142,26 @@ test.serial(
         if (source === "snapshot") seen.add(payload.toString("latin1"));
       },
       logger: testLogger(),
-      counters,
+      metrics,
     });
     t.teardown(() => receiver.close());
     receiver.start();
     // Before: the reply was built in one blocking turn (seconds, the whole set in memory) before
     // its first frame left, past the subscriber's frame timeout: it retried for ever.
     await waitFor(
-      () => (counters.get("snapshot.loaded") + counters.get("snapshot.failed") > 0 ? true : undefined),
+      () =>
+        metrics.get("snapshot_loads_total", { result: "loaded" }) +
+          metrics.get("snapshot_loads_total", { result: "failed" }) >
+        0
+          ? true
+          : undefined,
       {
         timeoutMs: 240_000,
         what: "the snapshot to load or fail",
       },
     );
-    t.is(counters.get("snapshot.failed"), 0, "no attempt timed out");
-    t.is(counters.get("snapshot.loaded"), 1);
+    t.is(metrics.get("snapshot_loads_total", { result: "failed" }), 0, "no attempt timed out");
+    t.is(metrics.get("snapshot_loads_total", { result: "loaded" }), 1);
     t.is(seen.size, count, "every ban, none twice");
     t.deepEqual(saved, [count]);
     t.is(publisher.running.metrics.get("snapshots_total", { result: "served" }), 1);

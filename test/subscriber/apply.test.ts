@@ -1,6 +1,6 @@
 import test from "ava";
 import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { NeverBanList } from "../../src/policy/never-ban.js";
 import type { SignedEvent } from "../../src/protocol/signature.js";
 import type { ActionRequest } from "../../src/subscriber/action.js";
@@ -26,7 +26,7 @@ test.before(async () => {
 async function bench(t: import("ava").ExecutionContext) {
   const store = new SubscriberStore(await tempDir(t, "f2bz-apply-"));
   t.teardown(() => store.close());
-  const counters = new Counters();
+  const metrics = new Metrics("subscriber");
   const target = { jail: "same", fallbackJail: undefined };
   const checklist = new Checklist({
     self: self.nodeId,
@@ -35,7 +35,7 @@ async function bench(t: import("ava").ExecutionContext) {
     origins: undefined,
     allowCidr: false,
     target,
-    counters,
+    metrics,
     windowMs: 120_000,
     now: () => NOW,
   });
@@ -48,7 +48,7 @@ async function bench(t: import("ava").ExecutionContext) {
     action: { apply: async (requests) => void applied.push(...requests), close: async () => {} },
     expiry: { schedule: () => void scheduled++ },
     target,
-    counters,
+    metrics,
     logger,
     now: () => NOW,
   });

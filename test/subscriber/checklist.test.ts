@@ -1,6 +1,6 @@
 import test from "ava";
 import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { NeverBanList } from "../../src/policy/never-ban.js";
 import { type SignedEvent, signEvent } from "../../src/protocol/signature.js";
 import { Checklist, type ChecklistOptions, mapJail } from "../../src/subscriber/checklist.js";
@@ -25,7 +25,7 @@ test.before(async () => {
 
 interface Bench {
   checklist: Checklist;
-  counters: Counters;
+  metrics: Metrics;
   store: SubscriberStore;
   clock: { now: number };
   /** A second checklist on the same state file, as after a restart. */
@@ -36,7 +36,7 @@ async function bench(t: import("ava").ExecutionContext, options: Partial<Checkli
   const dir = await tempDir(t, "f2bz-checklist-");
   const store = new SubscriberStore(dir);
   t.teardown(() => store.close());
-  const counters = new Counters();
+  const metrics = new Metrics("subscriber");
   const clock = { now: NOW };
   const make = () =>
     new Checklist({
@@ -55,12 +55,12 @@ async function bench(t: import("ava").ExecutionContext, options: Partial<Checkli
       origins: undefined,
       allowCidr: false,
       target: { jail: "same" },
-      counters,
+      metrics,
       windowMs: WINDOW,
       now: () => clock.now,
       ...options,
     });
-  return { checklist: make(), counters, store, clock, restart: make } satisfies Bench;
+  return { checklist: make(), metrics, store, clock, restart: make } satisfies Bench;
 }
 
 const live = (c: Checklist, e: SignedEvent) => c.check(e.payload, e.signature, "live");
@@ -77,7 +77,7 @@ test("a signed ban inside the window passes once, with its jail mapped", async (
     t.is(decision.event.ip, "203.0.113.5");
     t.is(decision.event.origin, origin.nodeId);
   }
-  t.is(b.counters.get("accepted.live"), 1);
+  t.is(b.metrics.get("events_accepted_total", { source: "live" }), 1);
 });
 
 test("signature: a flipped byte in payload or signature, or a short signature, is refused", async (t) => {
@@ -93,7 +93,7 @@ test("signature: a flipped byte in payload or signature, or a short signature, i
     reasonOf(await b.checklist.check(event.payload, event.signature.subarray(0, 63), "live")),
     "signature",
   );
-  t.is(b.counters.get("dropped.signature"), 3);
+  t.is(b.metrics.get("events_dropped_total", { reason: "signature" }), 3);
   t.true((await live(b.checklist, event)).ok, "the untouched event still passes");
 });
 
@@ -102,7 +102,7 @@ test("echo: this node's own events coming back are dropped", async (t) => {
   const own = await sign(self, { seq: 1, ip: "203.0.113.5", time: NOW });
   t.is(reasonOf(await live(b.checklist, own)), "echo");
   t.is(reasonOf(await snap(b.checklist, own)), "echo");
-  t.is(b.counters.get("dropped.echo"), 2);
+  t.is(b.metrics.get("events_dropped_total", { reason: "echo" }), 2);
 });
 
 test("window: stale and future live events are refused", async (t) => {
@@ -121,8 +121,8 @@ test("seen-cache: the same event through a second publisher, or after a restart,
   t.is(reasonOf(await live(b.checklist, event)), "duplicate", "second publisher, same bytes");
   t.is(reasonOf(await snap(b.checklist, event)), "duplicate", "again in a snapshot");
   t.is(reasonOf(await live(b.restart(), event)), "duplicate", "after a restart (persisted seen ids)");
-  t.is(b.counters.get("accepted.live"), 1);
-  t.is(b.counters.get("dropped.duplicate"), 3);
+  t.is(b.metrics.get("events_accepted_total", { source: "live" }), 1);
+  t.is(b.metrics.get("events_dropped_total", { reason: "duplicate" }), 3);
 });
 
 test("seen-cache: one, persisted: a replay at the window's edge is a duplicate after housekeeping and a restart", async (t) => {
@@ -155,7 +155,13 @@ test("snapshot: an entry older than the window passes while its ban lasts, once"
   t.is(reasonOf(await snap(b.checklist, expired)), "expired");
   const unban = await sign(origin, { seq: 5, ip: "203.0.113.11", kind: "unban", time: NOW - 1000 });
   t.is(reasonOf(await snap(b.checklist, unban)), "schema", "snapshots hold active bans only");
-  t.deepEqual([b.counters.get("accepted.snapshot"), b.counters.get("dropped.expired")], [1, 1]);
+  t.deepEqual(
+    [
+      b.metrics.get("events_accepted_total", { source: "snapshot" }),
+      b.metrics.get("events_dropped_total", { reason: "expired" }),
+    ],
+    [1, 1],
+  );
 });
 
 test("origins: with subscriber.origins, only the listed monitors may originate events", async (t) => {
@@ -184,7 +190,7 @@ test("never-ban: built-ins, host addresses, configured entries and ignoreip rang
     const decision = await live(b.checklist, await sign(origin, { seq: seq++, ip, time: NOW }));
     t.is(reasonOf(decision), "never-ban", ip);
   }
-  t.is(b.counters.get("dropped.never-ban"), targets.length);
+  t.is(b.metrics.get("events_dropped_total", { reason: "never-ban" }), targets.length);
   t.true((await live(b.checklist, await sign(origin, { seq: seq++, ip: "192.0.2.11", time: NOW }))).ok);
 });
 
@@ -265,7 +271,7 @@ test("superseded: a snapshot's ban older than a live unban of its origin is not 
   t.is(reasonOf(await live(b.checklist, ban)), "superseded", "also through a second publisher, late");
   t.true((await snap(b.checklist, otherBan)).ok, "another origin's hold is not lifted by it");
   t.true((await live(b.checklist, again)).ok, "the origin's later ban is");
-  t.is(b.counters.get("dropped.superseded"), 2);
+  t.is(b.metrics.get("events_dropped_total", { reason: "superseded" }), 2);
 });
 
 test("superseded: an unban seen before (a duplicate) still supersedes the older ban", async (t) => {

@@ -40,16 +40,27 @@ test("the same event through two publishers is applied once", async (t) => {
     { publishers: [pub1.entry, pub2.entry], action: { type: "log" } },
     { logger },
   );
-  await waitCounter(running.counters, "snapshot.loaded", 2);
+  await waitCounter(
+    { get: () => running.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+    2,
+  );
 
   const ban = await sign(web1.identity, { seq: 1, ip: "203.0.113.7" });
   t.deepEqual(
     [...(await submit(pub1, web1, [ban])), ...(await submit(pub2, web1, [ban]))].map((r) => r.type),
     ["ack", "ack"],
   );
-  await waitCounter(running.counters, "dropped.duplicate");
+  await waitCounter(
+    { get: () => running.metrics.get("events_dropped_total", { reason: "duplicate" }) },
+    "dropped.duplicate",
+  );
   t.is(applied(lines, "ban", "203.0.113.7").length, 1);
-  t.is(running.counters.get("accepted.live") + running.counters.get("accepted.snapshot"), 1);
+  t.is(
+    running.metrics.get("events_accepted_total", { source: "live" }) +
+      running.metrics.get("events_accepted_total", { source: "snapshot" }),
+    1,
+  );
   t.deepEqual(
     running.store.applied().map((b) => [b.jail, b.ip, b.id]),
     [["f2bz", "203.0.113.7", ban.event.id]],
@@ -82,7 +93,12 @@ test("a subscriber started later gets every active ban from a snapshot of severa
     { publishers: [pub.entry], action: { type: "log" } },
     { logger },
   );
-  await waitCounter(running.counters, "accepted.snapshot", 449, 40_000);
+  await waitCounter(
+    { get: () => running.metrics.get("events_accepted_total", { source: "snapshot" }) },
+    "accepted.snapshot",
+    449,
+    40_000,
+  );
   t.is(running.store.applied().length, 449);
   t.is(applied(lines, "ban", "2001:db8::1").length, 0, "lifted before we joined: not in the snapshot");
   t.is(applied(lines, "ban", "2001:db8::1c2").length, 1);
@@ -108,7 +124,12 @@ test("a publisher that refuses our key is named in the log, and we get in once t
 
   // Signing up, as an operator does: copy the public key into the directory; no restart anywhere.
   await fs.copyFile(sub.publicKey, path.join(roleDir(cluster.keysDir, "subscriber"), "sub.key"));
-  await waitCounter(running.counters, "snapshot.loaded", 1, 30_000);
+  await waitCounter(
+    { get: () => running.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+    1,
+    30_000,
+  );
   await submit(pub, web1, [await sign(web1.identity, { seq: 1, ip: "198.51.100.20" })]);
   await waitLine(lines, (l) => applied([l], "ban", "198.51.100.20").length === 1, "the ban");
   t.deepEqual(
@@ -175,7 +196,10 @@ test("dryRun logs the command it would run and never touches fail2ban", async (t
     { publishers: [pub.entry], action: { type: "fail2ban", jail: "same", client, dryRun: true } },
     { logger },
   );
-  await waitCounter(running.counters, "snapshot.loaded");
+  await waitCounter(
+    { get: () => running.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+  );
   const ban = await sign(web1.identity, { seq: 1, ip: "192.0.2.33", jail: "sshd", time: Date.now() });
   const unban = await sign(web1.identity, { seq: 2, ip: "192.0.2.33", jail: "sshd", kind: "unban" });
   await submit(pub, web1, [ban]);
@@ -214,17 +238,30 @@ test("an unban of a ban this subscriber does not hold is ignored and leaves no l
     { publishers: [pub.entry], action: { type: "exec", command: ["/bin/true", "{kind}", "{ip}"] } },
     { logger, events: { maxBanTime: "1s" } },
   );
-  await waitCounter(running.counters, "snapshot.loaded");
+  await waitCounter(
+    { get: () => running.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+  );
   await submit(pub, web1, [await sign(web1.identity, { seq: 1, ip: "192.0.2.44" })]);
-  await waitCounter(running.counters, "bans.expired");
+  await waitCounter({ get: () => running.metrics.get("bans_expired_total") }, "bans.expired");
   const ledger = () => running.store.db.prepare("SELECT * FROM ledger ORDER BY kind").all();
   const before = ledger();
   t.is(before.length, 2, "the ban and the expiry's own unban");
 
   await submit(pub, web1, [await sign(web1.identity, { seq: 2, ip: "192.0.2.44", kind: "unban" })]);
-  await waitCounter(running.counters, "dropped.unban-not-held");
-  await waitCounter(running.counters, "applied.unban");
-  t.is(running.counters.get("applied.unban"), 1, "only the expiry's unban was applied");
+  await waitCounter(
+    { get: () => running.metrics.get("events_dropped_total", { reason: "unban-not-held" }) },
+    "dropped.unban-not-held",
+  );
+  await waitCounter(
+    { get: () => running.metrics.get("bans_applied_total", { kind: "unban" }) },
+    "applied.unban",
+  );
+  t.is(
+    running.metrics.get("bans_applied_total", { kind: "unban" }),
+    1,
+    "only the expiry's unban was applied",
+  );
   t.deepEqual(ledger(), before);
 });
 
@@ -238,7 +275,10 @@ test("a ban is lifted when its expiry passes, also when that happens while the s
   const first = captureLogger();
   const sections = { publishers: [pub.entry], action: { type: "log" } };
   const running = await startTestSubscriber(t, cluster, sub, sections, { logger: first.logger });
-  await waitCounter(running.counters, "snapshot.loaded");
+  await waitCounter(
+    { get: () => running.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+  );
   const now = Date.now();
   const short = await sign(web1.identity, { seq: 1, ip: "192.0.2.51", time: now, expires: now + 2_000 });
   const long = await sign(web1.identity, { seq: 2, ip: "192.0.2.52", time: now, expires: now + 600_000 });
@@ -262,7 +302,7 @@ test("a ban is lifted when its expiry passes, also when that happens while the s
     ["192.0.2.52"],
   );
   t.is(applied(second.lines, "unban", "192.0.2.52").length, 0);
-  t.is(again.counters.get("bans.expired"), 1);
+  t.is(again.metrics.get("bans_expired_total"), 1);
 });
 
 test("configured peers, wide ranges included, are never banned", async (t) => {
@@ -284,11 +324,18 @@ test("configured peers, wide ranges included, are never banned", async (t) => {
     },
     { logger },
   );
-  await waitCounter(running.counters, "snapshot.loaded");
+  await waitCounter(
+    { get: () => running.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+  );
   const targets = ["192.0.2.200", "10.20.30.40", "2001:db8:aa::9", "192.0.2.201"];
   await submit(pub, web1, await Promise.all(targets.map((ip, i) => sign(web1.identity, { seq: i + 1, ip }))));
   await waitLine(lines, (l) => applied([l], "ban", "192.0.2.201").length === 1, "the one ban allowed");
-  await waitCounter(running.counters, "dropped.never-ban", 3);
+  await waitCounter(
+    { get: () => running.metrics.get("events_dropped_total", { reason: "never-ban" }) },
+    "dropped.never-ban",
+    3,
+  );
   t.deepEqual(
     running.store.applied().map((b) => b.ip),
     ["192.0.2.201"],

@@ -49,7 +49,10 @@ for (const variant of [
         publishers: [pub.monitorEntry],
         ...(variant.ignoreJails ? { ignoreJails: variant.ignoreJails } : {}),
       });
-      await waitCounter(subB.counters, "snapshot.loaded");
+      await waitCounter(
+        { get: () => subB.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+        "snapshot.loaded",
+      );
       const ip = variant.jail === "same" ? "192.0.2.121" : "2001:db8::121";
 
       await labA.fail(ip, "sshd-test");
@@ -57,15 +60,15 @@ for (const variant of [
       const escaped = ip.replace(/[.:]/g, "\\$&");
       await labB.waitLog(new RegExp(`\\[${variant.target}\\] Ban ${escaped}$`), DEADLINE_MS);
       // B's monitor has read that line and recognised it.
-      await waitCounter(monB.counters, "events.echo", 1);
-      t.is(monB.counters.get("events.published"), 0);
+      await waitCounter({ get: () => monB.metrics.get("events_echo_total") }, "events.echo", 1);
+      t.is(monB.metrics.get("events_published_total"), 0);
       t.is(pub.running.metrics.get("submissions_total"), 1, "only A's ban reached the publisher");
 
       t.is((await labA.client(["set", "sshd-test", "unbanip", ip])).code, 0);
       await labB.waitUnbanned(variant.target, ip, 30_000);
       await labB.waitLog(new RegExp(`\\[${variant.target}\\] Unban ${escaped}$`), DEADLINE_MS);
-      await waitCounter(monB.counters, "events.echo", 2);
-      t.is(monB.counters.get("events.published"), 0);
+      await waitCounter({ get: () => monB.metrics.get("events_echo_total") }, "events.echo", 2);
+      t.is(monB.metrics.get("events_published_total"), 0);
       t.is(pub.running.metrics.get("submissions_total"), 2, "A's ban and A's unban, nothing from B");
     },
   );
@@ -86,15 +89,22 @@ test.serial("a ban fail2ban on B makes by itself is still published by B's monit
     action: { type: "fail2ban", jail: "same", client: labB.paths.client },
   });
   const monB = await startTestMonitor(t, cluster, b, { log: labB.paths.log, publishers: [pub.monitorEntry] });
-  await waitCounter(subB.counters, "snapshot.loaded");
+  await waitCounter(
+    { get: () => subB.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+  );
   await labB.fail("192.0.2.131", "sshd-test");
-  await waitCounter(monB.counters, "events.published", 1);
+  await waitCounter({ get: () => monB.metrics.get("events_published_total") }, "events.published", 1);
   await waitCounter(
     { get: () => pub.running.metrics.get("submissions_accepted_total", { outcome: "broadcast" }) },
     "broadcast",
     1,
   );
   // Its own event comes back through the publisher and is dropped as an echo, not applied again.
-  await waitCounter(subB.counters, "dropped.echo", 1);
+  await waitCounter(
+    { get: () => subB.metrics.get("events_dropped_total", { reason: "echo" }) },
+    "dropped.echo",
+    1,
+  );
   t.deepEqual(subB.store.applied(), []);
 });

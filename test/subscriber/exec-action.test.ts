@@ -1,7 +1,7 @@
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import test from "ava";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import type { ActionRequest } from "../../src/subscriber/action.js";
 import { checkTemplate, ExecAction, expandTemplate } from "../../src/subscriber/exec-action.js";
 import { waitFor } from "../harness/wait.js";
@@ -86,12 +86,12 @@ async function recorder(t: import("ava").ExecutionContext, body = "") {
 test("ExecAction runs the program without a shell, argv exactly as expanded", async (t) => {
   const rec = await recorder(t);
   const marker = path.join(rec.dir, "pwned");
-  const counters = new Counters();
+  const metrics = new Metrics("subscriber");
   const action = new ExecAction(
     [rec.script, "{kind}", "{jail}", "{ip}", "{origin}", "{expires}", `$(touch ${marker})`, "a b"],
     { timeoutMs: 10_000 },
     testLogger(),
-    counters,
+    metrics,
   );
   await action.apply([request, { ...request, kind: "unban", ip: "192.0.2.7" }]);
   await action.close();
@@ -104,7 +104,13 @@ test("ExecAction runs the program without a shell, argv exactly as expanded", as
     ],
   );
   t.false(existsSync(marker), "no shell ever saw the arguments");
-  t.deepEqual([counters.get("applied.ban"), counters.get("applied.unban")], [1, 1]);
+  t.deepEqual(
+    [
+      metrics.get("bans_applied_total", { kind: "ban" }),
+      metrics.get("bans_applied_total", { kind: "unban" }),
+    ],
+    [1, 1],
+  );
 });
 
 test("ExecAction keeps ban then unban of one address in order and runs at most two at once", async (t) => {
@@ -123,13 +129,8 @@ test("ExecAction keeps ban then unban of one address in order and runs at most t
       "rmSync(lock);",
     ].join("\n"),
   );
-  const counters = new Counters();
-  const action = new ExecAction(
-    [rec.script, "{kind}", "{ip}"],
-    { timeoutMs: 15_000 },
-    testLogger(),
-    counters,
-  );
+  const metrics = new Metrics("subscriber");
+  const action = new ExecAction([rec.script, "{kind}", "{ip}"], { timeoutMs: 15_000 }, testLogger(), metrics);
   const ips = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
   await action.apply(ips.map((ip) => ({ ...request, ip })));
   await action.apply(ips.map((ip) => ({ ...request, kind: "unban", ip })));
@@ -156,14 +157,14 @@ test("ExecAction: a failing or hung command is logged and counted, the next stil
   );
   const calls = async () => (await fs.readFile(out, "utf8").catch(() => "")).split("\n").filter(Boolean);
   const { logger, lines } = captureLogger();
-  const counters = new Counters();
-  const action = new ExecAction([script, "{jail}", "{ip}"], { timeoutMs: 1_500 }, logger, counters);
+  const metrics = new Metrics("subscriber");
+  const action = new ExecAction([script, "{jail}", "{ip}"], { timeoutMs: 1_500 }, logger, metrics);
   await action.apply([
     { ...request, jail: "hang", ip: "192.0.2.1" },
     { ...request, jail: "fail", ip: "192.0.2.2" },
     { ...request, jail: "ok", ip: "192.0.2.3" },
   ]);
-  await waitFor(() => (counters.get("action.failed.ban") === 2 ? true : undefined), {
+  await waitFor(() => (metrics.get("action_failures_total", { kind: "ban" }) === 2 ? true : undefined), {
     timeoutMs: DEADLINE_MS,
     what: "two failures",
   });
@@ -177,18 +178,18 @@ test("ExecAction: a failing or hung command is logged and counted, the next stil
 test("ExecAction: a full queue drops, counts and says so", async (t) => {
   const rec = await recorder(t);
   const { logger, lines } = captureLogger();
-  const counters = new Counters();
+  const metrics = new Metrics("subscriber");
   const action = new ExecAction(
     [rec.script, "{ip}"],
     { timeoutMs: 10_000, concurrency: 1, maxPending: 2 },
     logger,
-    counters,
+    metrics,
   );
   const ips = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"];
   await action.apply(ips.map((ip) => ({ ...request, ip })));
   await action.close();
   // One starts at once, two wait, two are refused.
-  t.is(counters.get("action.dropped.ban"), 2);
+  t.is(metrics.get("action_dropped_total", { kind: "ban" }), 2);
   t.is((await rec.calls()).length, 3);
   t.truthy(lines.find((l) => l.msg === "exec queue full: dropped"));
 });

@@ -1,5 +1,5 @@
 import test from "ava";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import type { ActionRequest } from "../../src/subscriber/action.js";
 import { Expiry } from "../../src/subscriber/expiry.js";
 import { SubscriberStore } from "../../src/subscriber/store.js";
@@ -21,7 +21,7 @@ async function bench(t: import("ava").ExecutionContext) {
   const expiry = new Expiry({
     store,
     action: { apply: async (requests) => void applied.push(...requests), close: async () => {} },
-    counters: new Counters(),
+    metrics: new Metrics("subscriber"),
     logger: testLogger(),
     signal: stop.signal,
     now: () => clock.now,

@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from "ava";
 import * as zmq from "zeromq";
 import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
 import { z85Encode } from "../../src/keys/z85.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { MAX_PAYLOAD_BYTES } from "../../src/protocol/event.js";
 import { encodeExpire, encodeHeartbeat, encodeUpdate } from "../../src/protocol/feed.js";
 import type { SignedEvent } from "../../src/protocol/signature.js";
@@ -167,7 +167,7 @@ async function setup(
   t.teardown(() => publisher.close());
   const delivered: Delivery[] = [];
   const saved: number[] = [];
-  const counters = new Counters();
+  const metrics = new Metrics("subscriber");
   const receiver = new PublisherReceiver({
     feed: publisher.feedAddress,
     snapshot: publisher.snapshotAddress,
@@ -180,7 +180,7 @@ async function setup(
       delivered.push({ source, seq });
     },
     logger: testLogger(),
-    counters,
+    metrics,
     ...options,
   });
   t.teardown(() => receiver.close());
@@ -190,7 +190,7 @@ async function setup(
       timeoutMs: DEADLINE_MS,
       what: `${n} deliveries (have ${JSON.stringify(delivered)})`,
     });
-  return { publisher, receiver, delivered, saved, counters, deliveredCount };
+  return { publisher, receiver, delivered, saved, metrics, deliveredCount };
 }
 
 test("clone pattern: live updates are applied while the snapshot is pending; the sequence moves once both are", async (t) => {
@@ -224,7 +224,7 @@ test("clone pattern: live updates are applied while the snapshot is pending; the
 });
 
 test("a gap in the sequence fetches a new snapshot; an expiry only advances the sequence", async (t) => {
-  const { publisher, delivered, counters, deliveredCount } = await setup(t);
+  const { publisher, delivered, metrics, deliveredCount } = await setup(t);
   await publisher.answer(await publisher.request(1), [], 0);
   await publisher.ready();
   await publisher.update(ev(1), 1);
@@ -247,11 +247,11 @@ test("a gap in the sequence fetches a new snapshot; an expiry only advances the 
     { source: "snapshot", seq: 3 },
     { source: "snapshot", seq: 4 },
   ]);
-  t.is(counters.get("feed.gaps"), 1);
+  t.is(metrics.get("feed_gaps_total"), 1);
 });
 
 test("a heartbeat ahead of us or a sequence that went back fetches a new snapshot", async (t) => {
-  const { publisher, delivered, counters, deliveredCount } = await setup(t);
+  const { publisher, delivered, metrics, deliveredCount } = await setup(t);
   await publisher.answer(await publisher.request(1), [], 4);
   await publisher.ready();
   await publisher.heartbeat(4);
@@ -273,7 +273,7 @@ test("a heartbeat ahead of us or a sequence that went back fetches a new snapsho
     { source: "snapshot", seq: 8 },
     { source: "live", seq: 9 },
   ]);
-  t.is(counters.get("feed.gaps"), 2);
+  t.is(metrics.get("feed_gaps_total"), 2);
 });
 
 test("a gap among the updates applied while the snapshot was pending starts another snapshot round", async (t) => {
@@ -304,7 +304,7 @@ test("a gap among the updates applied while the snapshot was pending starts anot
 });
 
 test("a busy publisher is asked again after its hint, without counting a failure", async (t) => {
-  const { publisher, delivered, saved, counters, deliveredCount } = await setup(t, { snapshotRetryMs: 10 });
+  const { publisher, delivered, saved, metrics, deliveredCount } = await setup(t, { snapshotRetryMs: 10 });
   await publisher.ready();
   await publisher.busy(await publisher.request(1), 50);
   await publisher.answer(await publisher.request(2), [entry(1)], 1);
@@ -314,18 +314,18 @@ test("a busy publisher is asked again after its hint, without counting a failure
     timeoutMs: DEADLINE_MS,
     what: "a saved sequence",
   });
-  t.is(counters.get("snapshot.busy"), 1);
-  t.is(counters.get("snapshot.failed"), 0);
+  t.is(metrics.get("snapshot_loads_total", { result: "busy" }), 1);
+  t.is(metrics.get("snapshot_loads_total", { result: "failed" }), 0);
 });
 
 test("a publisher that never answers the snapshot is asked again with back-off, and close() ends the wait", async (t) => {
   t.timeout(30_000);
-  const { publisher, receiver, counters } = await setup(t, {
+  const { publisher, receiver, metrics } = await setup(t, {
     snapshotTimeoutMs: 300,
     snapshotRetryMs: 60_000,
   });
   await publisher.request(1);
-  await waitFor(() => (counters.get("snapshot.failed") >= 1 ? true : undefined), {
+  await waitFor(() => (metrics.get("snapshot_loads_total", { result: "failed" }) >= 1 ? true : undefined), {
     timeoutMs: DEADLINE_MS,
     what: "the snapshot to time out",
   });

@@ -79,14 +79,21 @@ test.serial(
       h.b,
       h.subscriber({ jail: "f2bz" }, { neverBan: ["192.0.2.70"] }),
     );
-    await waitCounter(sub.counters, "snapshot.loaded");
+    await waitCounter(
+      { get: () => sub.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+      "snapshot.loaded",
+    );
 
     for (const ip of ["192.0.2.61", "2001:db8::61", "192.0.2.70", "198.51.100.71"])
       await h.labA.fail(ip, "sshd-test");
     await h.labB.waitBanned("f2bz", "192.0.2.61", DEADLINE_MS);
     await h.labB.waitBanned("f2bz", "2001:db8::61", DEADLINE_MS);
     // subscriber.neverBan and the ignoreip of B's jail (which banip would bypass) are refused.
-    await waitCounter(sub.counters, "dropped.never-ban", 2);
+    await waitCounter(
+      { get: () => sub.metrics.get("events_dropped_total", { reason: "never-ban" }) },
+      "dropped.never-ban",
+      2,
+    );
     t.deepEqual((await h.labB.banned("f2bz")).sort(), ["192.0.2.61", "2001:db8::61"]);
     t.deepEqual(await h.labB.banned("sshd-test"), [], "the cluster jail only");
     t.deepEqual((await h.labA.banned("sshd-test")).sort(), [
@@ -115,7 +122,10 @@ test.serial("the expiry the event carries unbans on B, also across a subscriber 
   const h = await twoHosts(t, { banTime: "8s" });
   const sections = h.subscriber({ jail: "same" });
   const first = await startTestSubscriber(t, h.cluster, h.b, sections);
-  await waitCounter(first.counters, "snapshot.loaded");
+  await waitCounter(
+    { get: () => first.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+  );
   await h.labA.fail("192.0.2.91", "sshd-test");
   await h.labB.waitBanned("sshd-test", "192.0.2.91", DEADLINE_MS);
   const [held] = first.store.applied();
@@ -127,7 +137,7 @@ test.serial("the expiry the event carries unbans on B, also across a subscriber 
   const second = await startTestSubscriber(t, h.cluster, h.b, sections);
   await h.labB.waitUnbanned("sshd-test", "192.0.2.91", 30_000);
   t.true(Date.now() >= held!.expires, "not before its expiry");
-  t.is(second.counters.get("bans.expired"), 1);
+  t.is(second.metrics.get("bans_expired_total"), 1);
   t.deepEqual(second.store.applied(), []);
   t.deepEqual(await h.labA.banned("sshd-test"), ["192.0.2.91"], "A's own ban runs on its own bantime");
 });
@@ -139,7 +149,10 @@ test.serial(
     const h = await twoHosts(t);
     const sections = h.subscriber({ jail: "f2bz" });
     const first = await startTestSubscriber(t, h.cluster, h.b, sections);
-    await waitCounter(first.counters, "snapshot.loaded");
+    await waitCounter(
+      { get: () => first.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+      "snapshot.loaded",
+    );
     await h.labA.fail("198.51.100.93", "sshd-test");
     await h.labB.waitBanned("f2bz", "198.51.100.93", DEADLINE_MS);
     await first.close();
@@ -167,7 +180,7 @@ test.serial("a subscriber started after the ban gets it from the snapshot", asyn
   const sub = await startTestSubscriber(t, h.cluster, h.b, h.subscriber({ jail: "f2bz" }));
   await h.labB.waitBanned("f2bz", "203.0.113.101", DEADLINE_MS);
   await h.labB.waitBanned("f2bz", "2001:db8::101", DEADLINE_MS);
-  t.is(sub.counters.get("accepted.snapshot"), 2);
+  t.is(sub.metrics.get("events_accepted_total", { source: "snapshot" }), 2);
   await waitFor(() => (sub.store.applied().length === 2 ? true : undefined), {
     timeoutMs: DEADLINE_MS,
     what: "both bans recorded with their expiry",
@@ -184,7 +197,10 @@ test.serial("with jail 'same', an event for a jail B lacks goes to fallbackJail,
     h.b,
     h.subscriber({ jail: "same", fallbackJail: "f2bz" }),
   );
-  await waitCounter(sub.counters, "snapshot.loaded");
+  await waitCounter(
+    { get: () => sub.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+  );
   await h.labA.fail("192.0.2.111", "sshd-test");
   await h.labB.waitBanned("f2bz", "192.0.2.111", DEADLINE_MS);
   t.deepEqual(await h.labB.banned("web-01"), []);
@@ -192,9 +208,15 @@ test.serial("with jail 'same', an event for a jail B lacks goes to fallbackJail,
 
   // Without fallbackJail the event is refused and counted; fail2ban is not asked.
   const strict = await startTestSubscriber(t, h.cluster, h.b, h.subscriber({ jail: "same" }));
-  await waitCounter(strict.counters, "snapshot.loaded");
+  await waitCounter(
+    { get: () => strict.metrics.get("snapshot_loads_total", { result: "loaded" }) },
+    "snapshot.loaded",
+  );
   await h.labA.fail("192.0.2.112", "sshd-test");
-  await waitCounter(strict.counters, "dropped.jail");
+  await waitCounter(
+    { get: () => strict.metrics.get("events_dropped_total", { reason: "jail" }) },
+    "dropped.jail",
+  );
   t.deepEqual(
     strict.store.applied().map((b) => [b.jail, b.ip]),
     [["f2bz", "192.0.2.111"]],
