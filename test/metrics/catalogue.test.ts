@@ -1,6 +1,4 @@
-import { once } from "node:events";
 import { writeFile } from "node:fs/promises";
-import net from "node:net";
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import type { ProcessName } from "../../src/metrics/catalogue.js";
@@ -12,8 +10,9 @@ import { createClientSocket } from "../../src/transport/sockets.js";
 import { spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, testCluster } from "../helpers/cluster.js";
 import { tempDir } from "../helpers/temp-dir.js";
+import { rawRequest } from "../helpers/unix-socket.js";
 import { sign } from "../publisher/helpers.js";
-import { metricsPort, request, sample } from "./helpers.js";
+import { banHelperConfig, metricsPort, request, sample } from "./helpers.js";
 
 /**
  * Every series the catalogue gives `process`, as a scrape of a fresh daemon must show it: counters
@@ -116,29 +115,15 @@ test("a monitor shows every metric of its catalogue from the start, histograms w
 test("a ban-helper shows every metric of its catalogue from the start; a refusal counts under its reason", async (t) => {
   t.timeout(60_000);
   const dir = await tempDir(t);
-  const socket = path.join(dir, "ban.sock");
-  const config = path.join(dir, "f2bz.yaml");
-  await writeFile(
-    config,
-    [
-      "node: { name: helper, identity: keys/helper.key_secret }",
-      `banHelper: { socket: ${socket}, client: ${path.join(dir, "no-fail2ban-client")}, jails: [f2bz], stateDir: ${path.join(dir, "state")} }`,
-      `metrics: { banHelper: "127.0.0.1:0" }`,
-      "",
-    ].join("\n"),
-  );
+  const config = await banHelperConfig(dir, '{ banHelper: "127.0.0.1:0" }');
   const daemon = spawnDaemon(t, ["ban-helper", "--config", config]);
   await daemon.started("ban-helper");
   const port = metricsPort(daemon.stdout());
   expectCatalogue(t, (await request(port)).body, "ban-helper");
-  const client = net.connect(socket);
-  client.end("BAN f2bz 127.0.0.1\n");
-  let reply = "";
-  client.setEncoding("utf8").on("data", (chunk: string) => {
-    reply += chunk;
-  });
-  await once(client, "close");
-  t.is(reply, "ERR never-ban address '127.0.0.1'\n");
+  t.is(
+    await rawRequest(path.join(dir, "ban.sock"), "BAN f2bz 127.0.0.1\n"),
+    "ERR never-ban address '127.0.0.1'\n",
+  );
   const page = (await request(port)).body;
   t.is(sample(page, 'f2bz_helper_requests_refused_total{process="ban-helper",reason="never-ban"}'), 1);
   t.is(sample(page, 'f2bz_helper_requests_refused_total{process="ban-helper",reason="jail-not-allowed"}'), 0);

@@ -1,6 +1,4 @@
-import { once } from "node:events";
 import { writeFile } from "node:fs/promises";
-import net from "node:net";
 import path from "node:path";
 import test from "ava";
 import { generateIdentity } from "../../src/keys/identity.js";
@@ -9,7 +7,8 @@ import { waitFor } from "../harness/wait.js";
 import { runCli, spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, testCluster } from "../helpers/cluster.js";
 import { tempDir } from "../helpers/temp-dir.js";
-import { listening, metricsPort, request, sample } from "./helpers.js";
+import { rawRequest } from "../helpers/unix-socket.js";
+import { banHelperConfig, listening, metricsPort, request, sample } from "./helpers.js";
 
 test("a publisher started by the CLI serves its gauges and live counters, and stops cleanly", async (t) => {
   t.timeout(60_000);
@@ -58,30 +57,13 @@ test("the root ban-helper serves metrics only at metrics.banHelper, never at met
   const dir = await tempDir(t);
   // metrics.listen names a port this test holds: a ban-helper that tried it would stop with 69.
   const shared = await listening(t);
-  const socket = path.join(dir, "ban.sock");
-  const config = path.join(dir, "f2bz.yaml");
-  await writeFile(
-    config,
-    [
-      "node: { name: helper, identity: keys/helper.key_secret }",
-      `banHelper: { socket: ${socket}, client: ${path.join(dir, "no-fail2ban-client")}, jails: [f2bz], stateDir: ${path.join(dir, "state")} }`,
-      `metrics: { listen: "127.0.0.1:${shared}", banHelper: "127.0.0.1:0" }`,
-      "",
-    ].join("\n"),
-  );
+  const config = await banHelperConfig(dir, `{ listen: "127.0.0.1:${shared}", banHelper: "127.0.0.1:0" }`);
   const daemon = spawnDaemon(t, ["ban-helper", "--config", config]);
   await daemon.started("ban-helper");
   const own = metricsPort(daemon.stdout());
   t.not(own, shared);
 
-  const client = net.connect(socket);
-  client.end("BAN sshd 192.0.2.1\n");
-  let reply = "";
-  client.setEncoding("utf8").on("data", (chunk: string) => {
-    reply += chunk;
-  });
-  await once(client, "close");
-  t.is(reply, "ERR jail not allowed 'sshd'\n");
+  t.is(await rawRequest(path.join(dir, "ban.sock"), "BAN sshd 192.0.2.1\n"), "ERR jail not allowed 'sshd'\n");
   const page = (await request(own)).body;
   t.is(sample(page, 'f2bz_helper_requests_refused_total{process="ban-helper",reason="jail-not-allowed"}'), 1);
   t.is(await daemon.stop(), 0);

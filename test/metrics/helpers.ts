@@ -1,6 +1,8 @@
 import { once } from "node:events";
+import { writeFile } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
+import path from "node:path";
 import type { ExecutionContext } from "ava";
 
 export interface Response {
@@ -38,6 +40,24 @@ export function request(
     req.on("error", reject);
     req.end(options.body);
   });
+}
+
+/**
+ * A config for the root ban-helper in `dir` (socket `dir`/ban.sock, jail f2bz, no fail2ban
+ * behind it) with this `metrics` section, written as `dir`/f2bz.yaml; returns its path.
+ */
+export async function banHelperConfig(dir: string, metrics: string): Promise<string> {
+  const config = path.join(dir, "f2bz.yaml");
+  await writeFile(
+    config,
+    [
+      "node: { name: helper, identity: keys/helper.key_secret }",
+      `banHelper: { socket: ${path.join(dir, "ban.sock")}, client: ${path.join(dir, "no-fail2ban-client")}, jails: [f2bz], stateDir: ${path.join(dir, "state")} }`,
+      `metrics: ${metrics}`,
+      "",
+    ].join("\n"),
+  );
+  return config;
 }
 
 /** The port a daemon serves metrics on (configured as port 0), read back from its log line. */
