@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, readdir, writeFile } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { createTestUser, isRoot, type TestUser } from "../harness/users.js";
@@ -108,3 +108,25 @@ test("keygen --owner refuses an unknown user with one line, exit 67, and writes 
   t.is(oneLine(t, r), "f2bz keygen: user 'f2bz-no-such-user' does not exist in '/etc/passwd'\n");
   t.deepEqual(await readdir(dir), []);
 });
+
+rootTest(
+  "keygen --owner run by a user other than root is refused with one line and leaves no file",
+  async (t) => {
+    const { dir } = await setup(t);
+    const keys = path.join(dir, "mine");
+    await mkdir(keys, { mode: 0o700 });
+    await chmod(keys, 0o700);
+    await chown(keys, user!.uid, user!.gid);
+    const run = spawnDaemon(t, ["keygen", "--name", "web1", "--dir", keys, "--owner", "root"], {
+      as: user!,
+      cwd: dir,
+    });
+    const { code } = await run.exited;
+    t.is(code, 77, run.stderr());
+    t.regex(
+      run.stderr(),
+      /^f2bz keygen: cannot give '.*\/mine\/web1\.key_secret' to root \(uid 0\): operation not permitted, run keygen --owner as root\n$/,
+    );
+    t.deepEqual(await readdir(keys), [], "no secret, public or temporary file left");
+  },
+);
