@@ -320,7 +320,14 @@ test.serial(
       const options = { identity, serverKey: pub.node.identity.curvePublic, ...FAST };
       const submit = createClientSocket("dealer", options);
       const snapshot = createClientSocket("dealer", options);
-      sockets.push(submit, snapshot);
+      const feed = new zmq.XSubscriber({
+        curveServerKey: z85Encode(pub.node.identity.curvePublic),
+        curvePublicKey: z85Encode(identity.curvePublic),
+        curveSecretKey: z85Encode(identity.curveSecret),
+      });
+      sockets.push(submit, snapshot, feed);
+      feed.connect(pub.running.endpoints.feed);
+      void feed.send(Buffer.from("\x01f2bz/1", "latin1")).catch(() => {});
       submit.connect(pub.running.endpoints.submit);
       snapshot.connect(pub.running.endpoints.snapshot);
       // Queued until a handshake that never succeeds: libzmq discards them with the session.
@@ -338,17 +345,17 @@ test.serial(
     const deniedOf = (s: ReadonlyMap<string, number>) => family(s, "f2bz_zap_denied_total");
     const denied = await settle(
       async () => deniedOf(await pub.scrape()) - deniedOf(before),
-      2 * strangers,
+      3 * strangers,
       "every stranger to be refused",
     );
     const after = await pub.scrape();
     const detail = `seed ${seed}; changes ${JSON.stringify(changes(before, after))}`;
-    t.is(denied, 2 * strangers, detail);
-    t.is(deniedOf(after) - deniedOf(before), 2 * strangers, detail);
+    t.is(denied, 3 * strangers, detail);
+    t.is(deniedOf(after) - deniedOf(before), 3 * strangers, detail);
     t.is(
       family(after, 'f2bz_zap_denied_total{process="publisher",reason="unknown"}') -
         family(before, 'f2bz_zap_denied_total{process="publisher",reason="unknown"}'),
-      2 * strangers,
+      3 * strangers,
       detail,
     );
     t.is(family(after, "f2bz_zap_allowed_total") - family(before, "f2bz_zap_allowed_total"), 0, detail);
@@ -359,6 +366,10 @@ test.serial(
       0,
       detail,
     );
+    const subscriptions = (samples: ReadonlyMap<string, number>) =>
+      family(samples, "f2bz_feed_subscriptions_total") +
+      family(samples, "f2bz_feed_subscriptions_dropped_total");
+    t.is(subscriptions(after) - subscriptions(before), 0, detail);
 
     // The authorized monitor still submits.
     const req = createClientSocket("request", {
