@@ -110,6 +110,10 @@ export async function startSubscriber(
       ),
     );
     for (const r of receivers) r.start();
+    metrics.onCollect(() => {
+      const oldest = Math.min(...receivers.map((r) => r.heardAt));
+      metrics.set("heartbeat_age_seconds", Math.max(0, Date.now() - oldest) / 1000);
+    });
 
     const housekeeping = setInterval(() => {
       try {

@@ -187,9 +187,16 @@ export class PublisherReceiver {
     this.reconnectTimer.unref();
   }
 
+  /**
+   * When the feed last delivered anything (a heartbeat, every few seconds, at least), or when the
+   * receiver started: its age is what `heartbeat_age_seconds` alerts on, a silent publisher.
+   */
+  heardAt = Date.now();
+
   private async receive(sub: zmq.Subscriber): Promise<void> {
     try {
       for await (const frames of sub) {
+        this.heardAt = Date.now();
         const decoded = decodeFeed(frames);
         if (!decoded.ok) {
           this.o.metrics.inc("events_dropped_total", { reason: decoded.reason });

@@ -12,7 +12,7 @@ import { ANY_PORT, testCluster } from "../helpers/cluster.js";
 import { tempDir } from "../helpers/temp-dir.js";
 import { rawRequest } from "../helpers/unix-socket.js";
 import { sign } from "../publisher/helpers.js";
-import { banHelperConfig, metricsPort, request, sample } from "./helpers.js";
+import { banHelperConfig, cliPublisher, metricsPort, request, sample } from "./helpers.js";
 
 /**
  * Every series the catalogue gives `process`, as a scrape of a fresh daemon must show it: counters
@@ -52,14 +52,7 @@ test("a publisher shows every metric of its catalogue from the start, reasons as
   const pub = await cluster.node("pub");
   const web1 = await cluster.node("web1");
   await cluster.authorize(web1, "monitor");
-  const config = await cluster.configFile(pub, {
-    publisher: { submit: ANY_PORT, feed: ANY_PORT, snapshot: ANY_PORT, keys: cluster.keysDir },
-    metrics: { listen: "127.0.0.1:0" },
-    logging: { level: "info" },
-  });
-  const daemon = spawnDaemon(t, ["publisher", "--config", config]);
-  await daemon.started("publisher");
-  const port = metricsPort(daemon.stdout());
+  const { daemon, port } = await cliPublisher(t, cluster, pub);
   const fresh = (await request(port)).body;
   expectCatalogue(t, fresh, "publisher");
   t.true(fresh.includes("# TYPE f2bz_events_dropped_total counter\n"));
@@ -127,5 +120,29 @@ test("a ban-helper shows every metric of its catalogue from the start; a refusal
   const page = (await request(port)).body;
   t.is(sample(page, 'f2bz_helper_requests_refused_total{process="ban-helper",reason="never-ban"}'), 1);
   t.is(sample(page, 'f2bz_helper_requests_refused_total{process="ban-helper",reason="jail-not-allowed"}'), 0);
+  t.is(await daemon.stop(), 0);
+});
+
+test("a subscriber shows every metric of its catalogue from the start, with how long its publishers have been silent", async (t) => {
+  t.timeout(60_000);
+  const cluster = await testCluster(t);
+  const node = await cluster.node("web2");
+  const pub = await cluster.node("pub");
+  const config = await cluster.configFile(node, {
+    subscriber: {
+      publishers: [{ feed: "tcp://127.0.0.1:9", snapshot: "tcp://127.0.0.1:10", key: pub.publicKey }],
+      action: { type: "log" },
+    },
+    metrics: { listen: "127.0.0.1:0" },
+    logging: { level: "info" },
+  });
+  const daemon = spawnDaemon(t, ["subscriber", "--config", config]);
+  await daemon.started("subscriber");
+  const page = (await request(metricsPort(daemon.stdout()))).body;
+  expectCatalogue(t, page, "subscriber");
+  t.is(sample(page, 'f2bz_events_dropped_total{process="subscriber",reason="unban-not-held"}'), 0);
+  t.is(sample(page, 'f2bz_bans_active{process="subscriber"}'), 0);
+  t.true((sample(page, 'f2bz_heartbeat_age_seconds{process="subscriber"}') ?? -1) >= 0);
+  t.true(page.includes("# TYPE f2bz_apply_latency_seconds histogram\n"));
   t.is(await daemon.stop(), 0);
 });
