@@ -8,7 +8,7 @@ import { encodeEventFrames } from "../../src/protocol/frames.js";
 import { decodeSubmitReply } from "../../src/protocol/submit.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { spawnDaemon } from "../helpers/cli.js";
-import { ANY_PORT, testCluster } from "../helpers/cluster.js";
+import { testCluster } from "../helpers/cluster.js";
 import { tempDir } from "../helpers/temp-dir.js";
 import { rawRequest } from "../helpers/unix-socket.js";
 import { sign } from "../publisher/helpers.js";

@@ -5,23 +5,16 @@ import { generateIdentity } from "../../src/keys/identity.js";
 import { createClientSocket } from "../../src/transport/sockets.js";
 import { waitFor } from "../harness/wait.js";
 import { runCli, spawnDaemon } from "../helpers/cli.js";
-import { ANY_PORT, testCluster } from "../helpers/cluster.js";
+import { testCluster } from "../helpers/cluster.js";
 import { tempDir } from "../helpers/temp-dir.js";
 import { rawRequest } from "../helpers/unix-socket.js";
-import { banHelperConfig, listening, metricsPort, request, sample } from "./helpers.js";
+import { banHelperConfig, cliPublisher, listening, metricsPort, request, sample } from "./helpers.js";
 
 test("a publisher started by the CLI serves its gauges and live counters, and stops cleanly", async (t) => {
   t.timeout(60_000);
   const cluster = await testCluster(t);
   const node = await cluster.node("pub");
-  const config = await cluster.configFile(node, {
-    publisher: { submit: ANY_PORT, feed: ANY_PORT, snapshot: ANY_PORT, keys: cluster.keysDir },
-    metrics: { listen: "127.0.0.1:0" },
-    logging: { level: "info" },
-  });
-  const daemon = spawnDaemon(t, ["publisher", "--config", config]);
-  await daemon.started("publisher");
-  const port = metricsPort(daemon.stdout());
+  const { daemon, port } = await cliPublisher(t, cluster, node);
 
   const page = await request(port);
   t.is(page.status, 200);

@@ -4,6 +4,8 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import type { ExecutionContext } from "ava";
+import { type Daemon, spawnDaemon } from "../helpers/cli.js";
+import { ANY_PORT, type TestCluster, type TestNode } from "../helpers/cluster.js";
 
 export interface Response {
   status: number;
@@ -40,6 +42,25 @@ export function request(
     req.on("error", reject);
     req.end(options.body);
   });
+}
+
+/**
+ * `node`'s publisher run from the built CLI, on loopback at port 0 for its endpoints and its
+ * metrics, logging at info; resolves once it has started, with the metrics port it logged.
+ */
+export async function cliPublisher(
+  t: ExecutionContext,
+  cluster: TestCluster,
+  node: TestNode,
+): Promise<{ daemon: Daemon; port: number }> {
+  const config = await cluster.configFile(node, {
+    publisher: { submit: ANY_PORT, feed: ANY_PORT, snapshot: ANY_PORT, keys: cluster.keysDir },
+    metrics: { listen: "127.0.0.1:0" },
+    logging: { level: "info" },
+  });
+  const daemon = spawnDaemon(t, ["publisher", "--config", config]);
+  await daemon.started("publisher");
+  return { daemon, port: metricsPort(daemon.stdout()) };
 }
 
 /**
