@@ -20,7 +20,6 @@ export const monitor: Command = {
       return {
         close: () => running.close(),
         metrics: running.metrics,
-        counters: running.counters,
       };
     }),
 };

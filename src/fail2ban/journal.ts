@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { type Counters, type Logger, untrusted } from "../logging.js";
+import { type Logger, untrusted } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { sleep } from "../toolkit/wake-up.js";
 import { type LogRecord, parseLogLine, parseMessage } from "./log-line.js";
@@ -25,7 +26,7 @@ export interface JournalTailerOptions {
   restartDelayMs?: number;
   signal?: AbortSignal;
   logger: Logger;
-  counters?: Counters;
+  metrics?: Metrics;
 }
 
 const MAX_JSON_LINE = 64 * 1024;
@@ -96,7 +97,7 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
   private readonly command: string;
   private readonly commandArgs: readonly string[];
   private readonly restartMs: number;
-  private readonly counters: Counters | undefined;
+  private readonly metrics: Metrics | undefined;
   private readonly signal: AbortSignal | undefined;
   private readonly warnings: LimitedLog;
   private readonly onAbort = (): void => this.close();
@@ -113,7 +114,7 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
     this.commandArgs = options.commandArgs ?? [];
     this.restartMs = Math.max(10, options.restartDelayMs ?? 1000);
     this.warnings = new LimitedLog(options.logger, new RateLimitedLog(60_000, 5));
-    this.counters = options.counters;
+    this.metrics = options.metrics;
     this.signal = options.signal;
     if (this.signal?.aborted) this.stop.abort();
     else this.signal?.addEventListener("abort", this.onAbort, { once: true });
@@ -156,7 +157,7 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
           for await (const json of jsonLines(child, () => this.skipped())) {
             const line = parseJournalEntry(json);
             if (!line) {
-              this.counters?.inc("monitor.journal.malformed");
+              this.metrics?.inc("log_source_events_total", { event: "journal-malformed" });
               this.warn("malformed", "journal line is not a json entry with a cursor", { json });
               continue;
             }
@@ -173,7 +174,7 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
         this.child = undefined;
         if (this.closed) return;
         delay = entries > 0 ? this.restartMs : Math.min(delay * 2, MAX_RESTART_DELAY_MS);
-        this.counters?.inc("monitor.journal.restarts");
+        this.metrics?.inc("log_source_events_total", { event: "journal-restart" });
         this.warn("exit", "journalctl stopped; restarting it", { how, inMs: delay, command: this.command });
         await sleep(delay, this.stop.signal);
       }
@@ -183,7 +184,7 @@ export class JournalTailer implements AsyncIterable<JournalLine> {
   }
 
   private skipped(): void {
-    this.counters?.inc("monitor.journal.overlong_lines");
+    this.metrics?.inc("log_source_events_total", { event: "overlong-line" });
     this.warn("overlong", "over-long journal line skipped", { max: MAX_JSON_LINE });
   }
 

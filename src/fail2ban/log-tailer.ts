@@ -1,7 +1,8 @@
 import { type FSWatcher, watch } from "node:fs";
 import { type FileHandle, open, readdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { type Counters, type Logger, untrusted } from "../logging.js";
+import { type Logger, untrusted } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { WakeUp } from "../toolkit/wake-up.js";
 
@@ -28,7 +29,7 @@ export interface LogTailerOptions {
   maxLineBytes?: number;
   signal?: AbortSignal;
   logger: Logger;
-  counters?: Counters;
+  metrics?: Metrics;
 }
 
 const DEFAULT_POLL_MS = 1000;
@@ -71,7 +72,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
   private readonly pollMs: number;
   private readonly maxLine: number;
   private readonly logger: Logger;
-  private readonly counters: Counters | undefined;
+  private readonly metrics: Metrics | undefined;
   private readonly warnings: LimitedLog;
   private readonly start: Position | "end";
   private readonly signal: AbortSignal | undefined;
@@ -102,7 +103,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     this.maxLine = Math.max(1, options.maxLineBytes ?? DEFAULT_MAX_LINE);
     this.logger = options.logger;
     this.warnings = new LimitedLog(options.logger, new RateLimitedLog(60_000, 3));
-    this.counters = options.counters;
+    this.metrics = options.metrics;
     this.signal = options.signal;
     if (this.signal?.aborted) this.closed = true;
     else this.signal?.addEventListener("abort", this.onAbort, { once: true });
@@ -253,7 +254,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
         "rotated log ended without a newline; partial line dropped",
       );
     }
-    this.counters?.inc("monitor.tailer.rotations");
+    this.metrics?.inc("log_source_events_total", { event: "rotation" });
     this.logger.info(
       { file: this.file, from: cur.inode, to: st.ino },
       "log rotated; following the new file from its start",
@@ -265,7 +266,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
 
   /** Truncated in place (copytruncate): read it again from 0. */
   private truncated(cur: Current, why: string): TailedLine[] {
-    this.counters?.inc("monitor.tailer.truncations");
+    this.metrics?.inc("log_source_events_total", { event: "truncation" });
     this.logger.info({ file: this.file, why }, "log truncated in place; reading it again from the start");
     cur.readOffset = 0;
     cur.pending = [];
@@ -302,7 +303,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
         { file: this.file, position: start },
         "log truncated while stopped; reading it from the start",
       );
-      this.counters?.inc("monitor.tailer.truncations");
+      this.metrics?.inc("log_source_events_total", { event: "truncation" });
       await this.openAt(this.file, 0);
       return;
     }
@@ -418,7 +419,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     } catch (error) {
       if (this.closed) return undefined;
       const code = errorCode(error) ?? "error";
-      this.counters?.inc("monitor.tailer.errors");
+      this.metrics?.inc("log_source_events_total", { event: "error" });
       this.warnings.warn(
         code,
         () => ({ file: this.file, code, err: untrusted(error instanceof Error ? error.message : error) }),
@@ -429,7 +430,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
   }
 
   private overlong(bytes: number): void {
-    this.counters?.inc("monitor.tailer.overlong_lines");
+    this.metrics?.inc("log_source_events_total", { event: "overlong-line" });
     this.warnings.warn(
       "overlong",
       { file: this.file, bytes: `>${bytes}`, max: this.maxLine },

@@ -217,7 +217,7 @@ export const CATALOGUE = {
     type: "counter",
     help: "Ban/Unban lines that no event can carry, by reason",
     processes: ["monitor"],
-    labels: { reason: ["invalid-jail", "invalid-ip", "unsignable"] },
+    labels: { reason: ["invalid-jail", "invalid-ip", "unsignable", "syslog-refused"] },
   },
   log_source_events_total: {
     type: "counter",

@@ -2,7 +2,7 @@ import path from "node:path";
 import type { Config, MonitorConfig } from "../config/schema.js";
 import { loadSecretIdentity } from "../keys/files.js";
 import { loadPinnedPublishers } from "../keys/pinned.js";
-import { Counters, type Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
 import { Metrics } from "../metrics/registry.js";
 import { SUBSCRIBER_STATE_FILE } from "../state/files.js";
 import { ResourceStack } from "../toolkit/resource-stack.js";
@@ -33,8 +33,6 @@ const TICK_MS = 1_000;
 
 export interface RunningMonitor {
   metrics: Metrics;
-  /** The log tailer's, by name (to move to `metrics` with the tailers). */
-  counters: Counters;
   outbox: Outbox;
   close(): Promise<void>;
 }
@@ -64,8 +62,6 @@ export async function startMonitor(
     endpoint: p.submit,
   }));
   const metrics = new Metrics("monitor");
-  // The log tailers still count by name; served beside the catalogue until they move to it.
-  const counters = new Counters();
   // Closed in reverse: the abort first (every loop ends), the store last.
   const resources = new ResourceStack((error) =>
     log.error({ err: (error as Error).message }, "closing the monitor failed"),
@@ -81,7 +77,7 @@ export async function startMonitor(
       saved: outbox.position(source),
       signal,
       logger,
-      counters,
+      metrics,
     });
     resources.use(input);
     const interpreter = new LogInterpreter(
@@ -171,7 +167,7 @@ export async function startMonitor(
       },
       "reading fail2ban's log",
     );
-    return { metrics, counters, outbox, close: () => resources.close() };
+    return { metrics, outbox, close: () => resources.close() };
   } catch (error) {
     stop.abort();
     await resources.close().catch(() => {});

@@ -3,7 +3,8 @@ import type { MonitorConfig } from "../config/schema.js";
 import { JournalTailer } from "../fail2ban/journal.js";
 import { isOwnFileLine, type LogRecord, parseLogLine } from "../fail2ban/log-line.js";
 import { LogTailer } from "../fail2ban/log-tailer.js";
-import type { Counters, Logger } from "../logging.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics/registry.js";
 import { RateLimitedLog } from "../toolkit/limited-log.js";
 import type { Position } from "./outbox.js";
 
@@ -23,7 +24,7 @@ export interface LogInputOptions {
   saved: Position | undefined;
   signal: AbortSignal;
   logger: Logger;
-  counters: Counters;
+  metrics: Metrics;
 }
 
 /** The input `monitor.source` names, resuming where the last run stopped. */
@@ -35,9 +36,9 @@ export async function openLogInput(settings: MonitorConfig, o: LogInputOptions):
       pollIntervalMs: settings.pollInterval,
       signal: o.signal,
       logger: o.logger.child({ component: "tailer" }),
-      counters: o.counters,
+      metrics: o.metrics,
     });
-    const parse = settings.trustSyslog ? parseLogLine : refusingSyslog(o.logger, o.counters);
+    const parse = settings.trustSyslog ? parseLogLine : refusingSyslog(o.logger, o.metrics);
     return entries(tailer, ({ line, position }) => ({ record: parse(line), position }));
   }
   const journal = new JournalTailer({
@@ -45,7 +46,7 @@ export async function openLogInput(settings: MonitorConfig, o: LogInputOptions):
     ...(o.saved && "cursor" in o.saved ? { cursor: o.saved.cursor } : {}),
     signal: o.signal,
     logger: o.logger.child({ component: "journal" }),
-    counters: o.counters,
+    metrics: o.metrics,
   });
   return entries(journal, ({ record, cursor }) => ({ record, position: { cursor } }));
 }
@@ -56,16 +57,16 @@ export async function openLogInput(settings: MonitorConfig, o: LogInputOptions):
  * once a minute with what to do instead. (The journal needs no such rule: it is matched on the
  * unit, which journald sets and no user can.)
  */
-function refusingSyslog(logger: Logger, counters: Counters): (line: string) => LogRecord | undefined {
+function refusingSyslog(logger: Logger, metrics: Metrics): (line: string) => LogRecord | undefined {
   const limited = new RateLimitedLog(60_000, 1);
   return (line) => {
     const record = parseLogLine(line);
     if (record === undefined || isOwnFileLine(line)) return record;
-    counters.inc("lines.syslog-refused");
+    metrics.inc("log_lines_dropped_total", { reason: "syslog-refused" });
     const suppressed = limited.allow("syslog");
     if (suppressed !== undefined) {
       logger.warn(
-        { suppressed, refused: counters.get("lines.syslog-refused") },
+        { suppressed, refused: metrics.get("log_lines_dropped_total", { reason: "syslog-refused" }) },
         "syslog-format fail2ban line refused: any local user can forge one; read fail2ban's own log file or the journal (monitor.source: journald), or set monitor.trustSyslog: true",
       );
     }

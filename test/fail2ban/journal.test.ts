@@ -10,7 +10,7 @@ import {
   parseJournalEntry,
 } from "../../src/fail2ban/journal.js";
 import { type LogRecord, parseLogLine } from "../../src/fail2ban/log-line.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { waitFor } from "../harness/wait.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
@@ -150,14 +150,14 @@ function follow(
   t.timeout(10_000);
   const records: Array<{ msg: string } & Record<string, unknown>> = [];
   const logger = pino({ level: "debug" }, { write: (s: string) => void records.push(JSON.parse(s)) });
-  const counters = new Counters();
+  const metrics = new Metrics("monitor");
   const tailer = new JournalTailer({
     unit: "fail2ban.service",
     command,
     commandArgs: [FAKE, FIXTURE, mode, argvLog],
     restartDelayMs: 20,
     logger,
-    counters,
+    metrics,
     ...(cursor === undefined ? {} : { cursor }),
   });
   t.teardown(() => tailer.close());
@@ -171,7 +171,7 @@ function follow(
       what: `${n} journal entries`,
       intervalMs: 10,
     });
-  return { tailer, lines, done, records, counters, waitLines };
+  return { tailer, lines, done, records, metrics, waitLines };
 }
 
 const argvCalls = (file: string) =>
@@ -226,7 +226,7 @@ test("JournalTailer: when journalctl exits it is restarted after the last cursor
   t.deepEqual(calls[0], journalctlArgs("fail2ban.service"));
   t.deepEqual(calls[1], journalctlArgs("fail2ban.service", cursorOf(ENTRIES.length - 1)));
   t.is(f.lines.length, ENTRIES.length);
-  t.true(f.counters.get("monitor.journal.restarts") >= 2);
+  t.true(f.metrics.get("log_source_events_total", { event: "journal-restart" }) >= 2);
   t.true(f.records.some((r) => r.msg === "journalctl stopped; restarting it"));
 });
 
@@ -251,5 +251,5 @@ test("JournalTailer: close() stops a following journalctl and ends the loop", as
   f.tailer.close();
   await f.done;
   t.is(f.lines.length, ENTRIES.length);
-  t.is(f.counters.get("monitor.journal.restarts"), 0);
+  t.is(f.metrics.get("log_source_events_total", { event: "journal-restart" }), 0);
 });

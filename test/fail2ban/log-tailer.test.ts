@@ -15,7 +15,7 @@ import path from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { pino } from "pino";
 import { LogTailer, type Position, type TailedLine } from "../../src/fail2ban/log-tailer.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { waitFor } from "../harness/wait.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
@@ -25,13 +25,13 @@ function follow(t: ExecutionContext, file: string, start: Position | "end", maxL
   t.timeout(10_000);
   const records: Array<{ msg: string; level: number } & Record<string, unknown>> = [];
   const logger = pino({ level: "debug" }, { write: (s: string) => void records.push(JSON.parse(s)) });
-  const counters = new Counters();
+  const metrics = new Metrics("monitor");
   const tailer = new LogTailer({
     file,
     start,
     pollIntervalMs: 50,
     logger,
-    counters,
+    metrics,
     ...(maxLineBytes === undefined ? {} : { maxLineBytes }),
   });
   t.teardown(() => tailer.close());
@@ -43,7 +43,7 @@ function follow(t: ExecutionContext, file: string, start: Position | "end", maxL
     tailer,
     lines,
     done,
-    counters,
+    metrics,
     records,
     /** Resolves with the first n lines once they are there. */
     waitLines: (n: number) =>
@@ -137,7 +137,7 @@ test("logrotate create: the old inode is read until the new file has lines, then
     ],
   );
   t.deepEqual(lines[5]?.position, { inode: inode(file), offset: 25 });
-  t.is(f.counters.get("monitor.tailer.rotations"), 1);
+  t.is(f.metrics.get("log_source_events_total", { event: "rotation" }), 1);
 });
 
 test("copytruncate: a file shorter than the offset is read again from 0", async (t) => {
@@ -149,7 +149,7 @@ test("copytruncate: a file shorter than the offset is read again from 0", async 
   appendFileSync(file, "m1\n");
   const lines = await f.waitLines(3);
   t.deepEqual(lines[2], { line: "m1", position: { inode: inode(file), offset: 3 } });
-  t.is(f.counters.get("monitor.tailer.truncations"), 1);
+  t.is(f.metrics.get("log_source_events_total", { event: "truncation" }), 1);
 });
 
 test("copytruncate refilled past the offset before the next look: noticed by the first bytes", async (t) => {
@@ -164,7 +164,7 @@ test("copytruncate refilled past the offset before the next look: noticed by the
     lines.map((l) => l.line),
     ["2026-11-29 00:00:01 first", "2026-11-29 00:10:00 second, a longer line", "2026-11-29 00:10:01 third"],
   );
-  t.is(f.counters.get("monitor.tailer.truncations"), 1);
+  t.is(f.metrics.get("log_source_events_total", { event: "truncation" }), 1);
 });
 
 test("delete and recreate: the new file is read from 0", async (t) => {
@@ -228,7 +228,7 @@ test("over-long lines are skipped whole, with a counted warning, in one write or
   appendFileSync(file, "\nafter 2\n");
   await f.waitLines(3);
   t.deepEqual(f.text(), ["after 1", "m1", "after 2"]);
-  t.is(f.counters.get("monitor.tailer.overlong_lines"), 2);
+  t.is(f.metrics.get("log_source_events_total", { event: "overlong-line" }), 2);
   t.true(f.records.some((r) => r.msg === "over-long log line skipped"));
 });
 
@@ -305,7 +305,7 @@ test("errors are logged and retried: a directory where the log should be, later 
   writeFileSync(file, "w1\n");
   await f.waitLines(1);
   t.deepEqual(f.text(), ["w1"]);
-  t.true(f.counters.get("monitor.tailer.errors") >= 1);
+  t.true(f.metrics.get("log_source_events_total", { event: "error" }) >= 1);
 });
 
 test("close() ends the iteration, is idempotent, and works before the first line", async (t) => {

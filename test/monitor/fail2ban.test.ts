@@ -111,5 +111,5 @@ test("logrotate create on a real fail2ban (rename, new file, flushlogs) mid-stre
     "ban sshd-test 198.51.100.41",
     "ban web-01 198.51.100.42",
   ]);
-  t.is(monitor.counters.get("monitor.tailer.rotations"), 1);
+  t.is(monitor.metrics.get("log_source_events_total", { event: "rotation" }), 1);
 });

@@ -2,7 +2,7 @@ import { appendFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import test from "ava";
 import type { MonitorConfig } from "../../src/config/schema.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { openLogInput } from "../../src/monitor/log-input.js";
 import { captureLogger } from "../helpers/logs.js";
 import { tempDir } from "../helpers/temp-dir.js";
@@ -22,11 +22,11 @@ async function bansRead(t: import("ava").ExecutionContext, trustSyslog: boolean)
   const log = path.join(dir, "syslog");
   await writeFile(log, "");
   const { logger, lines } = captureLogger();
-  const counters = new Counters();
+  const metrics = new Metrics("monitor");
   const abort = new AbortController();
   t.teardown(() => abort.abort());
   const settings = { source: "file", log, pollInterval: 20, trustSyslog } as unknown as MonitorConfig;
-  const input = await openLogInput(settings, { saved: undefined, signal: abort.signal, logger, counters });
+  const input = await openLogInput(settings, { saved: undefined, signal: abort.signal, logger, metrics });
   await appendFile(log, `${[...FORGED, ...FORGED, OWN].join("\n")}\n`);
   const bans: string[] = [];
   const deadline = setTimeout(() => input.close(), 20_000);
@@ -36,13 +36,13 @@ async function bansRead(t: import("ava").ExecutionContext, trustSyslog: boolean)
   }
   clearTimeout(deadline);
   input.close();
-  return { bans, counters, lines };
+  return { bans, metrics, lines };
 }
 
 test("a syslog-format Ban line (forgeable with logger(1)) is refused by default, counted and reported once", async (t) => {
-  const { bans, counters, lines } = await bansRead(t, false);
+  const { bans, metrics, lines } = await bansRead(t, false);
   t.deepEqual(bans, ["192.0.2.10"], "only fail2ban's own file line counts");
-  t.is(counters.get("lines.syslog-refused"), 6);
+  t.is(metrics.get("log_lines_dropped_total", { reason: "syslog-refused" }), 6);
   const warnings = lines.filter((l) => String(l.msg).startsWith("syslog-format fail2ban line refused"));
   t.is(warnings.length, 1, "rate-limited: one warning for six lines");
   t.regex(String(warnings[0]?.msg), /monitor\.trustSyslog: true/);
@@ -50,7 +50,7 @@ test("a syslog-format Ban line (forgeable with logger(1)) is refused by default,
 });
 
 test("with monitor.trustSyslog: true the same syslog lines are read as bans", async (t) => {
-  const { bans, counters } = await bansRead(t, true);
+  const { bans, metrics } = await bansRead(t, true);
   t.deepEqual(bans, [
     "192.0.2.66",
     "192.0.2.67",
@@ -60,5 +60,5 @@ test("with monitor.trustSyslog: true the same syslog lines are read as bans", as
     "192.0.2.68",
     "192.0.2.10",
   ]);
-  t.is(counters.get("lines.syslog-refused"), 0);
+  t.is(metrics.get("log_lines_dropped_total", { reason: "syslog-refused" }), 0);
 });
