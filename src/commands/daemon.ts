@@ -6,7 +6,7 @@ import type { ListenAddress } from "../config/loopback.js";
 import type { Config } from "../config/schema.js";
 import { configWarnings } from "../config/warnings.js";
 import { F2bzError, quote } from "../errors.js";
-import { type Counters, createLogger, isJournalStream, type Logger } from "../logging.js";
+import { createLogger, isJournalStream, type Logger } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import type { CommandContext } from "./command.js";
 
@@ -15,10 +15,6 @@ export interface Running {
   close(): Promise<void>;
   /** The daemon's metrics (the catalogue's), served when metrics are configured. */
   metrics?: Metrics;
-  /** Untyped counters of the parts not yet moved to `metrics`; served beside them. */
-  counters?: Counters;
-  /** Read at each scrape (synchronously, cheaply) and served as gauges. */
-  gauges?: () => Record<string, number>;
   /**
    * Rejects when the daemon can no longer serve (an endpoint lost its port): it then stops and
    * exits non-zero, so that the service manager restarts it rather than leave it half deaf.

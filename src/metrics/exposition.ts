@@ -1,14 +1,10 @@
-/**
- * The Prometheus text exposition format 0.0.4, for a handful of counters and gauges: pure
- * functions of their values. Counter names of f2bz (`dropped.rate-limited`) become metric names
- * (`f2bz_dropped_rate_limited_total`); the original name is the HELP text.
- */
 import type { Family, HistogramValue } from "./registry.js";
 
+/**
+ * The Prometheus text exposition format 0.0.4: pure functions of the values. The catalogue's
+ * families (catalogue.ts) as `f2bz_<name>`, and the standard process metrics by their own names.
+ */
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
-
-/** Bounds a page whatever a daemon counts: counter names are f2bz's own, but a bug could mint many. */
-export const MAX_SERIES = 2_000;
 
 export interface Sample {
   /** Already a valid metric name. */
@@ -18,38 +14,9 @@ export interface Sample {
   value: number;
 }
 
-/** `f2bz_` + the name in lower case, every run of other characters one `_`, no `_` at either end. */
-export function metricName(name: string): string {
-  const body = name
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, "_")
-    .replace(/^_+|_+$/g, "");
-  return `f2bz_${body || "unnamed"}`;
-}
-
-/**
- * Counters as `f2bz_<name>_total`, gauges as `f2bz_<name>`. Two names that sanitize alike (`a.b`
- * and `a-b`) are one series: counters add up, the last gauge wins.
- */
-export function samples(counters: Record<string, number>, gauges: Record<string, number>): Sample[] {
-  const byName = new Map<string, Sample>();
-  const add = (type: Sample["type"], original: string, value: number) => {
-    const name = type === "counter" ? `${metricName(original)}_total` : metricName(original);
-    const existing = byName.get(name);
-    if (existing && existing.type === "counter" && type === "counter") existing.value += value;
-    else if (existing || byName.size < MAX_SERIES) byName.set(name, { name, type, help: original, value });
-  };
-  for (const [name, value] of Object.entries(counters)) add("counter", name, value);
-  for (const [name, value] of Object.entries(gauges)) add("gauge", name, value);
-  return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
 /** The page: HELP, TYPE and one sample per metric, each with the given labels; ends with a newline. */
 export function render(list: readonly Sample[], labels: Record<string, string>): string {
-  const labelText = Object.entries(labels)
-    .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
-    .join(",");
-  const suffix = labelText ? `{${labelText}}` : "";
+  const suffix = labelText(labels);
   const lines: string[] = [];
   for (const s of list) {
     lines.push(`# HELP ${s.name} ${escapeHelp(s.help)}`);

@@ -5,15 +5,15 @@ import { F2bzError, quote } from "../errors.js";
 import type { Logger } from "../logging.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { CATALOGUE } from "./catalogue.js";
-import { CONTENT_TYPE, render, renderFamilies, type Sample, samples } from "./exposition.js";
+import { CONTENT_TYPE, render, renderFamilies, type Sample } from "./exposition.js";
 import type { Metrics } from "./registry.js";
 
-/** What a daemon exposes: its metrics, and untyped counters and gauges not yet in the catalogue. */
+/**
+ * What a daemon exposes: its metrics, the catalogue's. Their gauges are refreshed synchronously
+ * per scrape (`onCollect`): a count or a field, never I/O that can block.
+ */
 export interface MetricsSource {
   metrics?: Metrics;
-  counters?: { toJSON(): Record<string, number> };
-  /** Called synchronously per scrape: must be cheap (a count, a field), never I/O that can block. */
-  gauges?: () => Record<string, number>;
 }
 
 export interface MetricsServerOptions {
@@ -109,12 +109,6 @@ export class MetricsServer {
     const failed = (error: unknown) => {
       this.failures.warn("gauges", { err: (error as Error).message }, "reading gauges failed");
     };
-    let gauges: Record<string, number> = {};
-    try {
-      gauges = this.options.source.gauges?.() ?? {};
-    } catch (error) {
-      failed(error);
-    }
     const common = { process: this.options.process };
     const buildInfo = {
       name: "build_info" as const,
@@ -122,11 +116,7 @@ export class MetricsServer {
       series: [{ labels: { version: this.options.version }, value: 1 }],
     };
     const families = [buildInfo, ...(this.options.source.metrics?.collect(failed) ?? [])];
-    const list = [
-      ...samples(this.options.source.counters?.toJSON() ?? {}, gauges),
-      ...processSamples(this.startTime),
-    ];
-    return renderFamilies(families, common) + render(list, common);
+    return renderFamilies(families, common) + render(processSamples(this.startTime), common);
   }
 }
 

@@ -3,7 +3,7 @@ import net from "node:net";
 import test, { type ExecutionContext } from "ava";
 import { pino } from "pino";
 import { F2bzError } from "../../src/errors.js";
-import { Counters } from "../../src/logging.js";
+import { Metrics } from "../../src/metrics/registry.js";
 import { MetricsServer, type MetricsSource } from "../../src/metrics/server.js";
 import { hasIpv6Loopback, testWhen } from "../helpers/skip.js";
 import { request, sample } from "./helpers.js";
@@ -23,9 +23,10 @@ async function serve(t: ExecutionContext, source: MetricsSource, host = "127.0.0
 }
 
 test("GET /metrics serves the counters and gauges of the moment, in text format 0.0.4", async (t) => {
-  const counters = new Counters();
+  const metrics = new Metrics("monitor");
   let entries = 3;
-  const server = await serve(t, { counters, gauges: () => ({ "outbox.entries": entries }) });
+  metrics.onCollect(() => metrics.set("outbox_events", entries));
+  const server = await serve(t, { metrics });
   const { port } = server.address;
   t.not(port, 0);
 
@@ -33,17 +34,18 @@ test("GET /metrics serves the counters and gauges of the moment, in text format 
   t.is(empty.status, 200);
   t.is(empty.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
   t.is(empty.headers.connection, "close");
-  t.is(sample(empty.body, 'f2bz_outbox_entries{process="monitor"}'), 3);
-  t.true(empty.body.includes("# TYPE f2bz_outbox_entries gauge\n"));
+  t.is(sample(empty.body, 'f2bz_outbox_events{process="monitor"}'), 3);
+  t.true(empty.body.includes("# TYPE f2bz_outbox_events gauge\n"));
+  t.is(sample(empty.body, 'f2bz_events_published_total{process="monitor"}'), 0);
   t.true(empty.body.endsWith("\n"));
 
-  counters.inc("events.published", 2);
-  counters.inc("lines.invalid-ip");
+  metrics.inc("events_published_total", 2);
+  metrics.inc("log_lines_dropped_total", { reason: "invalid-ip" });
   entries = 0;
   const page = (await request(port)).body;
   t.is(sample(page, 'f2bz_events_published_total{process="monitor"}'), 2);
-  t.is(sample(page, 'f2bz_lines_invalid_ip_total{process="monitor"}'), 1);
-  t.is(sample(page, 'f2bz_outbox_entries{process="monitor"}'), 0);
+  t.is(sample(page, 'f2bz_log_lines_dropped_total{process="monitor",reason="invalid-ip"}'), 1);
+  t.is(sample(page, 'f2bz_outbox_events{process="monitor"}'), 0);
   t.true(page.includes("# TYPE f2bz_events_published_total counter\n"));
   t.is(sample(page, 'f2bz_build_info{process="monitor",version="0.0.0-test"}'), 1);
   t.true((sample(page, 'process_resident_memory_bytes{process="monitor"}') ?? 0) > 1_000_000);
@@ -61,7 +63,7 @@ test("GET /metrics serves the counters and gauges of the moment, in text format 
 });
 
 test("only GET and HEAD of /metrics: other paths 404, other methods 405, a body is never read", async (t) => {
-  const server = await serve(t, { counters: new Counters() });
+  const server = await serve(t, { metrics: new Metrics("monitor") });
   const { port } = server.address;
   t.is((await request(port, { path: "/" })).status, 404);
   t.is((await request(port, { path: "/metrics/x" })).status, 404);
@@ -78,14 +80,12 @@ test("only GET and HEAD of /metrics: other paths 404, other methods 405, a body 
 });
 
 test("a gauge that throws costs only the gauges; the counters are still served", async (t) => {
-  const counters = new Counters();
-  counters.inc("events.published");
-  const server = await serve(t, {
-    counters,
-    gauges: () => {
-      throw new Error("database is locked");
-    },
+  const metrics = new Metrics("monitor");
+  metrics.inc("events_published_total");
+  metrics.onCollect(() => {
+    throw new Error("database is locked");
   });
+  const server = await serve(t, { metrics });
   const page = await request(server.address.port);
   t.is(page.status, 200);
   t.is(sample(page.body, 'f2bz_events_published_total{process="monitor"}'), 1);
@@ -118,7 +118,7 @@ testWhen(
   hasIpv6Loopback(),
   "no IPv6 loopback (::1) on this machine: metrics on ::1",
 )("IPv6 loopback works", async (t) => {
-  const v6 = await serve(t, { counters: new Counters() }, "::1");
+  const v6 = await serve(t, { metrics: new Metrics("monitor") }, "::1");
   t.is((await request(v6.address.port, { host: "::1" })).status, 200);
 });
 
