@@ -115,20 +115,3 @@ export function untrusted(value: unknown, max = 200): string {
     typeof value === "string" ? value : Buffer.isBuffer(value) ? value.toString("latin1") : String(value);
   return escapeText(text, max);
 }
-
-/** Monotonic counters by name, e.g. drops by reason; what `status` and metrics report. */
-export class Counters {
-  private readonly values = new Map<string, number>();
-
-  inc(name: string, by = 1): void {
-    this.values.set(name, (this.values.get(name) ?? 0) + by);
-  }
-
-  get(name: string): number {
-    return this.values.get(name) ?? 0;
-  }
-
-  toJSON(): Record<string, number> {
-    return Object.fromEntries([...this.values].sort(([a], [b]) => a.localeCompare(b)));
-  }
-}

@@ -1,4 +1,3 @@
-import { Counters } from "../logging.js";
 import type { BanExecutor } from "./executor.js";
 
 export type BanKind = "ban" | "unban";
@@ -46,8 +45,31 @@ interface Op<T> {
  * It feeds a `BanExecutor` (fail2ban-client, the ban-helper), or any function that runs a batch
  * with what each operation was pushed with (the exec action, one address per batch).
  */
+/**
+ * What a queue did: for logs and tests. A daemon counts what it exposes itself, in the callbacks
+ * (`onDone`, `onError`) and from `push`'s answer.
+ */
+export interface QueueTally {
+  /** fail2ban calls (batches) started, and those that failed. */
+  calls: number;
+  failed: number;
+  /** Operations refused because the queue was closed, or full. */
+  closed: number;
+  dropped: Record<BanKind, number>;
+  /** Addresses in calls that succeeded, and in calls that failed. */
+  sent: Record<BanKind, number>;
+  failedAddresses: Record<BanKind, number>;
+}
+
 export class BanQueue<T = undefined> {
-  readonly counters = new Counters();
+  readonly tally: QueueTally = {
+    calls: 0,
+    failed: 0,
+    closed: 0,
+    dropped: { ban: 0, unban: 0 },
+    sent: { ban: 0, unban: 0 },
+    failedAddresses: { ban: 0, unban: 0 },
+  };
   private readonly batchSize: number;
   private readonly maxPending: number;
   private readonly concurrency: number;
@@ -89,12 +111,11 @@ export class BanQueue<T = undefined> {
 
   push(kind: BanKind, jail: string, ip: string, ...[item]: T extends undefined ? [] : [T]): boolean {
     if (this.closed) {
-      this.counters.inc("closed");
+      this.tally.closed++;
       return false;
     }
     if (this.pendingCount >= this.maxPending) {
-      this.counters.inc("dropped");
-      this.counters.inc(`dropped.${kind}`);
+      this.tally.dropped[kind]++;
       return false;
     }
     let ops = this.waiting.get(jail);
@@ -218,7 +239,7 @@ export class BanQueue<T = undefined> {
       this.busy.set(batch.jail, busy);
     }
     for (const ip of batch.ips) busy.add(ip);
-    this.counters.inc("calls");
+    this.tally.calls++;
     void this.call(batch).finally(() => {
       this.running--;
       for (const ip of batch.ips) busy.delete(ip);
@@ -233,14 +254,14 @@ export class BanQueue<T = undefined> {
     try {
       count = await this.run(batch);
     } catch (error) {
-      this.counters.inc("failed");
-      this.counters.inc(`failed.${batch.kind}`, batch.ips.length);
+      this.tally.failed++;
+      this.tally.failedAddresses[batch.kind] += batch.ips.length;
       try {
         this.options.onError?.(error, batch);
       } catch {}
       return;
     }
-    this.counters.inc(`${batch.kind}.sent`, batch.ips.length);
+    this.tally.sent[batch.kind] += batch.ips.length;
     try {
       this.options.onDone?.(batch, count);
     } catch {}

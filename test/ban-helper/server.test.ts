@@ -111,7 +111,7 @@ test("a queue drives the helper: more than 100 addresses are split into lines", 
   const ips = Array.from({ length: 150 }, (_, i) => `198.51.100.${i + 1}`);
   for (const ip of ips) queue.ban("f2bz", ip);
   await queue.flush();
-  t.is(queue.counters.get("failed"), 0);
+  t.is(queue.tally.failed, 0);
   t.is(calls(), 2, "one queue batch of 150 became two helper lines (100 + 50)");
   t.is((await lab.banned("f2bz")).length, 150);
 });

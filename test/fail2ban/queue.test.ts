@@ -87,7 +87,7 @@ test("a burst coalesces into batches of batchSize, at most two calls in flight",
     ],
   );
   t.is(fake.maxActive(), 2);
-  t.is(queue.counters.get("ban.sent"), 250);
+  t.is(queue.tally.sent.ban, 250);
 });
 
 test("bans and unbans of different addresses are batched separately; the same address keeps its order", async (t) => {
@@ -171,8 +171,7 @@ test("the queue is bounded: what does not fit is refused and counted", async (t)
   const queue = new BanQueue(fake.executor, { maxPending: 5 });
   const accepted = ips(8).map((ip) => queue.ban("f2bz", ip));
   t.deepEqual(accepted, [true, true, true, true, true, false, false, false]);
-  t.is(queue.counters.get("dropped"), 3);
-  t.is(queue.counters.get("dropped.ban"), 3);
+  t.deepEqual(queue.tally.dropped, { ban: 3, unban: 0 });
   await fake.settleAll();
   await queue.flush();
   t.deepEqual(
@@ -203,7 +202,7 @@ test("flush and close wait for calls in flight; close refuses what comes after",
   queue.ban("f2bz", "192.0.2.2");
   const closing = queue.close();
   t.false(queue.ban("f2bz", "192.0.2.3"));
-  t.is(queue.counters.get("closed"), 1);
+  t.is(queue.tally.closed, 1);
   await fake.settleAll();
   await closing;
   await queue.close(); // idempotent
@@ -225,7 +224,7 @@ test("a flush gives up when its signal fires, leaving the calls in flight alone"
   t.is(queue.inFlight, 1);
   await fake.settleAll();
   await queue.flush();
-  t.is(queue.counters.get("ban.sent"), 1);
+  t.is(queue.tally.sent.ban, 1);
 });
 
 test("a failed call is reported and counted, and the queue goes on", async (t) => {
@@ -242,8 +241,8 @@ test("a failed call is reported and counted, and the queue goes on", async (t) =
   await fake.settleAll();
   await queue.flush();
   t.deepEqual(failures, ["boom: ban 192.0.2.1"]);
-  t.is(queue.counters.get("failed"), 1);
-  t.is(queue.counters.get("ban.sent"), 1);
+  t.is(queue.tally.failed, 1);
+  t.is(queue.tally.sent.ban, 1);
 });
 
 test("a flood into one jail does not starve another", async (t) => {
@@ -279,10 +278,10 @@ f2bTest("against a real server: batches land, and ban-then-unban of one address 
   t.true(many.every((ip) => banned.has(ip)));
   t.false(banned.has("203.0.113.1"));
   t.true(banned.has("203.0.113.2"));
-  t.is(queue.counters.get("failed"), 0);
+  t.is(queue.tally.failed, 0);
   // 121 bans in batches of 50 and the held-back unbans and ban: 5 or 6 calls depending on which
   // call returns first, never one per address.
-  t.true(queue.counters.get("calls") <= 6, String(queue.counters.get("calls")));
+  t.true(queue.tally.calls <= 6, String(queue.tally.calls));
 });
 
 test("a run function gets what each operation was pushed with; a batch of one starts at once", async (t) => {
@@ -313,5 +312,5 @@ test("a run function gets what each operation was pushed with; a batch of one st
   );
   runs[1]!.settle();
   await queue.close();
-  t.is(queue.counters.get("unban.sent"), 1);
+  t.is(queue.tally.sent.unban, 1);
 });
