@@ -1,6 +1,6 @@
 /**
  * Why an input was dropped, with a one-line description (for `status` and metrics help texts).
- * The keys are stable: they name the drop counters (`dropped.<reason>`) of every process, the
+ * The keys are stable: they label the drop counters (`f2bz_events_dropped_total{reason}`) of every process, the
  * publisher's `nack` replies and the tests. Add reasons, never rename one.
  */
 export const REJECT_REASON_TEXT = {
