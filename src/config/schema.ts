@@ -94,9 +94,11 @@ export function configSchema(baseDir: string) {
       feed: bind.default("tcp://0.0.0.0:5680"),
       snapshot: bind.default("tcp://0.0.0.0:5681"),
       keys: file.prefault("keys"),
-      perOriginRate: rate(100_000).default(20),
-      perOriginBurst: count(1, 1_000_000).default(200),
-      globalRate: rate(1_000_000).default(500),
+      // Sized for attack waves (issue 11): a 20,000-ban wave from one node passes whole. What holds a
+      // flooding node is maxActivePerOrigin; a per-second rate only smooths a sustained flood.
+      perOriginRate: rate(100_000).default(10_000),
+      perOriginBurst: count(1, 1_000_000).default(100_000),
+      globalRate: rate(1_000_000).default(50_000),
       maxPending: count(0, 100_000).default(100),
       maxActivePerOrigin: count(1, 10_000_000).default(100_000),
     })

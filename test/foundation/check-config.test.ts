@@ -191,7 +191,7 @@ const refusals: [string, (text: string) => string, string, string][] = [
   ],
   [
     "a rate of 1e308",
-    (s) => replaceOnce(s, "globalRate: 500", "globalRate: 1e308"),
+    (s) => replaceOnce(s, "globalRate: 50000", "globalRate: 1e308"),
     "globalRate: 1e308",
     "'publisher.globalRate': expected at most 1000000, found 1e+308",
   ],

@@ -82,9 +82,9 @@ test("defaults fill in every key of a present section; absent sections stay abse
     feed: "tcp://0.0.0.0:5680",
     snapshot: "tcp://0.0.0.0:5681",
     keys: "/etc/f2bz/keys",
-    perOriginRate: 20,
-    perOriginBurst: 200,
-    globalRate: 500,
+    perOriginRate: 10_000,
+    perOriginBurst: 100_000,
+    globalRate: 50_000,
     maxPending: 100,
     maxActivePerOrigin: 100_000,
   });
