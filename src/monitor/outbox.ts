@@ -33,10 +33,19 @@ const MIGRATIONS = [
   `
   CREATE TABLE publishers (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL) WITHOUT ROWID;
   `,
+  // The fingerprint of the log file's head at the position (see the tailer's Position.head): a
+  // copytruncate while stopped, refilled past the offset, is read from 0. Rows saved before it have
+  // NULL and are resumed as before.
+  `
+  ALTER TABLE position ADD COLUMN head TEXT;
+  `,
 ];
 
+/** Sequence numbers reserved per write to the state file. */
+const SEQ_BLOCK = 1_024;
+
 /** Where the log input stopped: a file position, or a journal cursor. */
-export type Position = { inode: number; offset: number } | { cursor: string };
+export type Position = { inode: number; offset: number; head?: string } | { cursor: string };
 
 /** A configured publisher: `name` (its pinned CURVE key, hex) is what the queue knows it by. */
 export interface OutboxPublisher {
@@ -63,6 +72,9 @@ export interface OutboxEntry {
 export class Outbox {
   private readonly db: Db;
   private readonly publishers: readonly string[];
+  /** Sequence numbers reserved on disk up to `reservedSeq`, handed out from `nextSeq`. */
+  private nextSeq = 1;
+  private reservedSeq = 0;
 
   constructor(stateDir: string, publishers: readonly OutboxPublisher[]) {
     this.db = openDatabase(path.join(stateDir, MONITOR_STATE_FILE), MIGRATIONS);
@@ -99,33 +111,49 @@ export class Outbox {
    * asynchronous, so new events and re-signed stale ones are numbered concurrently; a number is
    * never handed out twice, not even after a crash that lost the event signed with it (a publisher
    * that saw that event would take a reused id for a resend and drop the new event as a duplicate).
+   * Numbers are reserved SEQ_BLOCK at a time (one write, one fsync, per block, not per event); a
+   * crash skips the rest of a block, which only leaves a gap (close() gives the rest back).
    */
   takeSeq(): number {
-    return (
-      this.db.prepare("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").get() as {
-        value: number;
-      }
-    ).value;
+    if (this.nextSeq > this.reservedSeq) {
+      this.reservedSeq = (
+        this.db
+          .prepare("UPDATE meta SET value = value + ? WHERE key = 'seq' RETURNING value")
+          .get(SEQ_BLOCK) as { value: number }
+      ).value;
+      this.nextSeq = this.reservedSeq - SEQ_BLOCK + 1;
+    }
+    return this.nextSeq++;
   }
 
   position(source: string): Position | undefined {
-    const row = this.db.prepare("SELECT inode, offset, cursor FROM position WHERE source = ?").get(source) as
-      | { inode: number | null; offset: number | null; cursor: string | null }
+    const row = this.db
+      .prepare("SELECT inode, offset, cursor, head FROM position WHERE source = ?")
+      .get(source) as
+      | { inode: number | null; offset: number | null; cursor: string | null; head: string | null }
       | undefined;
     if (!row) return undefined;
     if (row.cursor !== null) return { cursor: row.cursor };
-    return { inode: row.inode ?? 0, offset: row.offset ?? 0 };
+    return {
+      inode: row.inode ?? 0,
+      offset: row.offset ?? 0,
+      ...(row.head !== null ? { head: row.head } : {}),
+    };
   }
 
   private savePosition(source: string, position: Position): void {
     if ("cursor" in position) {
       this.db
-        .prepare("INSERT OR REPLACE INTO position (source, inode, offset, cursor) VALUES (?, NULL, NULL, ?)")
+        .prepare(
+          "INSERT OR REPLACE INTO position (source, inode, offset, cursor, head) VALUES (?, NULL, NULL, ?, NULL)",
+        )
         .run(source, position.cursor);
     } else {
       this.db
-        .prepare("INSERT OR REPLACE INTO position (source, inode, offset, cursor) VALUES (?, ?, ?, NULL)")
-        .run(source, position.inode, position.offset);
+        .prepare(
+          "INSERT OR REPLACE INTO position (source, inode, offset, cursor, head) VALUES (?, ?, ?, NULL, ?)",
+        )
+        .run(source, position.inode, position.offset, position.head ?? null);
     }
   }
 
@@ -225,6 +253,13 @@ export class Outbox {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    // The unused rest of the block goes back: only a crash leaves a gap.
+    if (this.nextSeq <= this.reservedSeq) {
+      this.db
+        .prepare("UPDATE meta SET value = ? WHERE key = 'seq' AND value = ?")
+        .run(this.nextSeq - 1, this.reservedSeq);
+    }
+    this.db.close();
   }
 }

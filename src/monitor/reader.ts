@@ -21,24 +21,38 @@ export interface ReaderOptions {
 }
 
 /**
- * Reads fail2ban's log into the interpreter and hands what it produces to the committer, line by
- * line, until the input ends (its close, by the monitor's signal). While the outbox is full reading
+ * Reads fail2ban's log into the interpreter and hands what it produces to the committer, which
+ * stores it a chunk of lines at a time, until the input ends (its close, by the monitor's signal). While the outbox is full reading
  * pauses: the log keeps the lines for later.
  */
 export async function readLog(input: LogInput, o: ReaderOptions): Promise<void> {
   const fullLog = new LimitedLog(o.logger, new RateLimitedLog(60_000, 1));
 
+  // Entries the outbox surely has room for: the outbox only shrinks but by what this reader hands
+  // over, so it is counted again (a scan of the table) only once these are used up, not per line.
+  let free = 0;
+  const used = () => o.outbox.size() + o.committer.queued;
   /** False when the monitor stopped meanwhile (the line is then read again at the next start). */
   const roomInOutbox = async (): Promise<boolean> => {
-    if (o.outbox.size() < o.limit) return !o.signal.aborted;
+    if (free <= 0) free = o.limit - used();
+    if (free <= 0 && o.committer.queued > 0) {
+      // Full only by what is stored: what is queued may yet be dropped as unpublishable.
+      await o.committer.settled();
+      free = o.limit - used();
+    }
+    if (free > 0) {
+      free--;
+      return !o.signal.aborted;
+    }
     o.metrics.inc("outbox_full_total");
     const announced = fullLog.error(
       "full",
       { limit: o.limit },
       "outbox full: publishers are not acknowledging; log reading paused",
     );
-    while (!o.signal.aborted && o.outbox.size() >= o.limit) await o.room.wait(undefined, o.signal);
+    while (!o.signal.aborted && used() >= o.limit) await o.room.wait(undefined, o.signal);
     if (o.signal.aborted) return false;
+    free = o.limit - used() - 1;
     if (announced) o.logger.info("outbox has room again: log reading resumed");
     return true;
   };
@@ -51,7 +65,9 @@ export async function readLog(input: LogInput, o: ReaderOptions): Promise<void> 
       if (adds ? !(await roomInOutbox()) : o.signal.aborted) return;
       o.committer.advance(position);
       const produced = record ? o.interpreter.push(record) : [];
-      if (produced.length > 0) await o.committer.commit(produced);
+      // Not awaited: the next lines gather into the same chunk while the one before it is stored.
+      if (produced.length > 0) void o.committer.commit(produced);
+      await o.committer.room();
     }
   } catch (error) {
     if (!o.signal.aborted) o.logger.error({ err: (error as Error).message }, "log input failed");
