@@ -113,6 +113,10 @@ export function configSchema(baseDir: string) {
       ignoreJails: z.array(jail).default(["f2bz"]),
       banTime: duration("1h", "1s", "365d"),
       banTimes: z.record(jail, duration("1h", "1s", "365d")).default({}),
+      // fail2ban: each jail's bantime as fail2ban reports it, banTime(s) when it cannot be asked.
+      banTimeFrom: z.enum(["fail2ban", "config"]).default("fail2ban"),
+      banTimeRefresh: duration("5m", "1s", "1d"),
+      client: file.prefault("/usr/bin/fail2ban-client"),
       ackTimeout: duration("3s", "100ms", "10m"),
       outboxLimit: count(1, 10_000_000).default(100_000),
       pollInterval: duration("1s", "10ms", "1m"),

@@ -1,28 +1,27 @@
-import type { MonitorConfig } from "../config/schema.js";
 import type { SecretIdentity } from "../keys/identity.js";
 import { parseVerifiedPayload } from "../protocol/event.js";
 import { signEvent } from "../protocol/signature.js";
+import type { BanTimes } from "./ban-times.js";
 import type { MonitorEvent } from "./interpret.js";
 import type { Outbox, OutboxEntry } from "./outbox.js";
 
 export type SignedEntry = OutboxEntry & { kind: "ban" | "unban"; jail: string; ip: string };
 
-/** Signs the monitor's events: per-origin sequence, the configured ban time per jail. */
+/** Signs the monitor's events: per-origin sequence, each jail's ban time (see ban-times.ts). */
 export class EventFactory {
   constructor(
     private readonly identity: SecretIdentity,
-    private readonly settings: MonitorConfig,
+    private readonly banTimes: BanTimes,
     private readonly allowCidr: boolean,
     private readonly outbox: Outbox,
     private readonly now: () => number = Date.now,
   ) {}
 
   async sign(event: MonitorEvent, ip: string): Promise<SignedEntry> {
+    // Asked before the clock is read: the duration counts from the signing, not from the question.
+    const banTime = event.kind === "ban" ? await this.banTimes.forJail(event.jail) : 0;
     const time = this.now();
-    // Own keys only: a jail named `constructor` must not find Object.prototype's.
-    const banTimes = this.settings.banTimes;
-    const banTime = Object.hasOwn(banTimes, event.jail) ? banTimes[event.jail]! : this.settings.banTime;
-    const expires = event.kind === "ban" ? time + banTime : time;
+    const expires = time + banTime;
     return this.entry(event.kind, event.jail, ip, time, expires, this.outbox.takeSeq());
   }
 

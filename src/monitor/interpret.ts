@@ -25,6 +25,8 @@ export interface LogInterpreterOptions {
   now?: () => number;
   /** Suppressed lines by reason, as `log_lines_suppressed_total{reason}`. */
   metrics?: Metrics;
+  /** A jail was (re)started or reloaded: its settings (bantime) may have changed. */
+  onJailStarted?: (jail: string) => void;
 }
 
 /** The interpreter's state, JSON-safe, to persist atomically with the log position it belongs to. */
@@ -86,6 +88,7 @@ export class LogInterpreter {
   private readonly holdMs: number;
   private readonly now: () => number;
   private readonly metrics: Metrics | undefined;
+  private readonly onJailStarted: ((jail: string) => void) | undefined;
 
   private allStopping = false;
   private readonly restarted = new Set<string>();
@@ -100,6 +103,7 @@ export class LogInterpreter {
     this.holdMs = Math.max(0, options.holdUnbanMs ?? DEFAULT_HOLD_MS);
     this.now = options.now ?? Date.now;
     this.metrics = options.metrics;
+    this.onJailStarted = options.onJailStarted;
     if (state) this.load(state);
   }
 
@@ -138,6 +142,7 @@ export class LogInterpreter {
         break;
       case "jail-started":
       case "jail-reloaded":
+        this.onJailStarted?.(record.jail);
         this.stopping.delete(record.jail);
         if (this.allStopping) this.restarted.add(record.jail);
         break;
