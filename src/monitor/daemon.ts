@@ -1,5 +1,6 @@
 import path from "node:path";
 import type { Config, MonitorConfig } from "../config/schema.js";
+import { Fail2banClient } from "../fail2ban/client.js";
 import { loadSecretIdentity } from "../keys/files.js";
 import { loadPinnedPublishers } from "../keys/pinned.js";
 import type { Logger } from "../logging.js";
@@ -8,6 +9,7 @@ import { SUBSCRIBER_STATE_FILE } from "../state/files.js";
 import { ResourceStack } from "../toolkit/resource-stack.js";
 import { type Schedule, WakeUp } from "../toolkit/wake-up.js";
 import { assertCurve } from "../transport/sockets.js";
+import { BanTimes } from "./ban-times.js";
 import { Committer } from "./committer.js";
 import { PublisherLink } from "./delivery.js";
 import { EventFactory } from "./event-factory.js";
@@ -80,12 +82,26 @@ export async function startMonitor(
       metrics,
     });
     resources.use(input);
+    const client = new Fail2banClient({ client: settings.client, timeoutMs: 10_000 });
+    const banTimes = new BanTimes({
+      settings,
+      maxBanTimeMs: config.events.maxBanTime,
+      ask: (jail) => client.run(["get", jail, "bantime"]),
+      now,
+      logger: log,
+    });
     const interpreter = new LogInterpreter(
-      { ignoreJails: settings.ignoreJails, holdUnbanMs: settings.unbanHold, metrics, now },
+      {
+        ignoreJails: settings.ignoreJails,
+        holdUnbanMs: settings.unbanHold,
+        metrics,
+        now,
+        onJailStarted: (jail) => banTimes.forget(jail),
+      },
       outbox.interpreterState(source) as InterpreterState | undefined,
     );
     const ledger = resources.use(new LedgerReader(path.join(config.node.stateDir, SUBSCRIBER_STATE_FILE)));
-    const events = new EventFactory(identity, settings, config.events.allowCidr, outbox, now);
+    const events = new EventFactory(identity, banTimes, config.events.allowCidr, outbox, now);
     const room = new WakeUp(options.schedule);
     const links = publishers.map((p) =>
       resources.use(
