@@ -1,8 +1,6 @@
 import { promises as fs } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { stringify } from "yaml";
-import { F2bzError } from "../errors.js";
 import { writeIdentity } from "../keys/files.js";
 import { generateIdentity } from "../keys/identity.js";
 import { ensureLayout, roleDir } from "../keys/store.js";
@@ -22,27 +20,19 @@ export interface DemoCluster {
   nodes: DemoNode[];
 }
 
-/**
- * A free TCP port on 127.0.0.1 (the demo never listens anywhere else), from 20000–31999: below the
- * kernel's ephemeral range, so an outgoing connection cannot take it before the publisher binds it.
- */
-async function freePort(): Promise<number> {
-  for (let tries = 0; tries < 200; tries++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once("error", () => resolve(false));
-      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new F2bzError("DEMO_FAILED", "no free port on 127.0.0.1 between 20000 and 31999");
+/** The endpoints the publisher bound, as its "listening" line reports them. */
+export interface DemoEndpoints {
+  submit: string;
+  feed: string;
+  snapshot: string;
 }
 
 /**
  * Writes a complete cluster into `dir`: fresh identities made by keygen's own code, the publisher's
- * key directory with every node authorized as monitor and subscriber, and one config file per
- * process host, exactly as an operator would write them (paths relative to the config file).
+ * key directory with every node authorized as monitor and subscriber, and the publisher's config,
+ * exactly as an operator would write them (paths relative to the config file). The publisher binds
+ * port 0 (`*`): the kernel picks free ports, so no port is probed and then lost to another process
+ * before the bind; the nodes' configs follow from the ports it reports (`writeNodeConfigs`).
  */
 export async function createCluster(dir: string, nodeCount: number): Promise<DemoCluster> {
   const keys = path.join(dir, "keys");
@@ -50,8 +40,6 @@ export async function createCluster(dir: string, nodeCount: number): Promise<Dem
   await ensureLayout(keysDir);
   const publisherId = await generateIdentity("publisher");
   await writeIdentity(keys, publisherId, false);
-  const [submit, feed, snapshot] = [await freePort(), await freePort(), await freePort()];
-  const endpoint = (port: number) => `tcp://127.0.0.1:${port}`;
 
   const publisherConfig = path.join(dir, "publisher.yaml");
   await fs.writeFile(
@@ -59,9 +47,9 @@ export async function createCluster(dir: string, nodeCount: number): Promise<Dem
     stringify({
       node: { name: "publisher", identity: "keys/publisher.key_secret", stateDir: "state/publisher" },
       publisher: {
-        submit: endpoint(submit),
-        feed: endpoint(feed),
-        snapshot: endpoint(snapshot),
+        submit: "tcp://127.0.0.1:*",
+        feed: "tcp://127.0.0.1:*",
+        snapshot: "tcp://127.0.0.1:*",
         keys: "publisher/keys",
       },
       logging: { level: "info" },
@@ -79,7 +67,14 @@ export async function createCluster(dir: string, nodeCount: number): Promise<Dem
     const log = path.join(dir, "logs", name, "fail2ban.log");
     await fs.mkdir(path.dirname(log), { recursive: true });
     await fs.writeFile(log, "");
-    const config = path.join(dir, `${name}.yaml`);
+    nodes.push({ name, config: path.join(dir, `${name}.yaml`), log, pid: 10_000 + i });
+  }
+  return { dir, publisherConfig, keysDir, nodes };
+}
+
+/** One config file per node (a monitor and a subscriber), pointing at the publisher's bound ports. */
+export async function writeNodeConfigs(cluster: DemoCluster, bound: DemoEndpoints): Promise<void> {
+  for (const { name, config } of cluster.nodes) {
     await fs.writeFile(
       config,
       stringify({
@@ -87,18 +82,16 @@ export async function createCluster(dir: string, nodeCount: number): Promise<Dem
         monitor: {
           log: `logs/${name}/fail2ban.log`,
           banTime: "10m",
-          publishers: [{ submit: endpoint(submit), key: "keys/publisher.key" }],
+          publishers: [{ submit: bound.submit, key: "keys/publisher.key" }],
         },
         subscriber: {
-          publishers: [{ feed: endpoint(feed), snapshot: endpoint(snapshot), key: "keys/publisher.key" }],
+          publishers: [{ feed: bound.feed, snapshot: bound.snapshot, key: "keys/publisher.key" }],
           action: { type: "fail2ban", jail: "same", dryRun: true },
         },
         logging: { level: "info" },
       }),
     );
-    nodes.push({ name, config, log, pid: 10_000 + i });
   }
-  return { dir, publisherConfig, keysDir, nodes };
 }
 
 /** A line as fail2ban 1.0 writes it to its log file. */

@@ -5,7 +5,14 @@ import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { F2bzError } from "../errors.js";
-import { createCluster, type DemoCluster, demoAddresses, fail2banLine } from "./cluster.js";
+import {
+  createCluster,
+  type DemoCluster,
+  type DemoEndpoints,
+  demoAddresses,
+  fail2banLine,
+  writeNodeConfigs,
+} from "./cluster.js";
 import { type AppliedReport, type SentEvent, type Summary, summarize } from "./summary.js";
 
 export interface DemoOptions {
@@ -63,10 +70,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       `f2bz demo: 1 publisher and ${o.nodes} nodes (monitor + subscriber each) on 127.0.0.1, fresh keys in ${dir}`,
     );
     const publisher = startChild(o.bin, "publisher", "publisher", cluster.publisherConfig, children);
-    const listening = await waitFor(publisher, (l) => l.msg === "listening", o.signal);
-    say(
-      `  publisher  submit ${String(listening.submit)}, feed ${String(listening.feed)}, snapshot ${String(listening.snapshot)}`,
-    );
+    const bound = boundEndpoints(await waitFor(publisher, (l) => l.msg === "listening", o.signal));
+    await writeNodeConfigs(cluster, bound);
+    say(`  publisher  submit ${bound.submit}, feed ${bound.feed}, snapshot ${bound.snapshot}`);
     for (const node of cluster.nodes) {
       startChild(o.bin, `${node.name}/monitor`, "monitor", node.config, children);
       startChild(o.bin, `${node.name}/subscriber`, "subscriber", node.config, children);
@@ -95,6 +101,18 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     await stopAll(children);
     if (!o.keep) await fs.rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The ports the publisher bound, from its "listening" line. */
+function boundEndpoints(line: LogLine): DemoEndpoints {
+  const { submit, feed, snapshot } = line;
+  if (typeof submit !== "string" || typeof feed !== "string" || typeof snapshot !== "string") {
+    throw new F2bzError(
+      "DEMO_FAILED",
+      `publisher's listening line lacks its endpoints: '${JSON.stringify(line)}'`,
+    );
+  }
+  return { submit, feed, snapshot };
 }
 
 function startChild(bin: string, name: string, command: string, config: string, children: Child[]): Child {
