@@ -181,6 +181,19 @@ export const CATALOGUE = {
     help: "the publisher's last feed sequence number",
     processes: ["publisher"],
   },
+  peers_connected: {
+    type: "gauge",
+    help: "connections open on an endpoint (monitors on submit, subscribers on feed and snapshot), from accept to disconnect: one still in its handshake counts",
+    processes: ["publisher"],
+    labels: { endpoint: ["submit", "feed", "snapshot"] },
+  },
+
+  // Monitor and subscriber.
+  publishers_connected: {
+    type: "gauge",
+    help: "configured publishers with a completed handshake now (monitor: on submit; subscriber: on the feed)",
+    processes: ["monitor", "subscriber"],
+  },
 
   // Shared by publisher and subscriber: expiries.
   bans_expired_total: {

@@ -123,6 +123,7 @@ export async function startMonitor(
         }),
       ),
     );
+    metrics.onCollect(() => metrics.set("publishers_connected", links.filter((l) => l.connected).length));
     const committer = new Committer({
       outbox,
       source,

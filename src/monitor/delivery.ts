@@ -79,6 +79,11 @@ export class PublisherLink {
     this.loop = this.run();
   }
 
+  /** Whether the publisher's handshake has completed on the current connection. */
+  get connected(): boolean {
+    return this.handshakes.connected;
+  }
+
   private get closed(): boolean {
     return this.stop.signal.aborted;
   }

@@ -22,6 +22,7 @@ import {
 import { FEED_INBOUND_MAX_BYTES, gateSubscriptions } from "../transport/subscription-gate.js";
 import { ZapHandler } from "../transport/zap.js";
 import { Intake } from "./intake.js";
+import { PeerGauge } from "./peers.js";
 import { RevokedPurger } from "./purge.js";
 import { OriginLimiter } from "./rate-limit.js";
 import { SnapshotReader } from "./snapshot-reader.js";
@@ -273,7 +274,10 @@ function serveSubscriptions(endpoint: BoundEndpoint<zmq.XPublisher>, log: Logger
   return serveEach(endpoint, "feed", log, metrics, (socket) => gateSubscriptions(socket, gate));
 }
 
-/** Runs `serve` on the endpoint's socket, then on each replacement, until the endpoint closes. */
+/**
+ * Runs `serve` on the endpoint's socket, then on each replacement, until the endpoint closes; the
+ * connections of each socket are counted meanwhile.
+ */
 async function serveEach<S extends zmq.Socket>(
   endpoint: BoundEndpoint<S>,
   what: LabelsOf<"endpoint_rebinds_total">["endpoint"],
@@ -281,13 +285,17 @@ async function serveEach<S extends zmq.Socket>(
   metrics: Metrics,
   serve: (socket: S) => Promise<void>,
 ): Promise<void> {
+  const peers = new PeerGauge(metrics, what);
+  const counted: Promise<void>[] = [];
   for await (const socket of endpoint.sockets()) {
+    counted.push(peers.watch(socket));
     try {
       await serve(socket);
     } catch (error) {
       if (!socket.closed) recover(endpoint, what, error, log, metrics);
     }
   }
+  await Promise.all(counted);
 }
 
 /**

@@ -113,6 +113,7 @@ export async function startSubscriber(
     metrics.onCollect(() => {
       const oldest = Math.min(...receivers.map((r) => r.heardAt));
       metrics.set("heartbeat_age_seconds", Math.max(0, Date.now() - oldest) / 1000);
+      metrics.set("publishers_connected", receivers.filter((r) => r.connected).length);
     });
 
     const housekeeping = setInterval(() => {

@@ -111,6 +111,11 @@ export class PublisherReceiver {
     this.stop = o.signal ? AbortSignal.any([o.signal, this.abort.signal]) : this.abort.signal;
   }
 
+  /** Whether the publisher's handshake has completed on the feed connection. */
+  get connected(): boolean {
+    return this.handshakes?.connected ?? false;
+  }
+
   start(): void {
     const sub = createClientSocket("subscriber", {
       identity: this.o.identity,

@@ -35,6 +35,8 @@ export class HandshakeWatch {
   private readonly pinned: string;
   private broken = 0;
   private retries = 0;
+  /** Sockets watched now whose handshake succeeded and that have not disconnected since. */
+  private readonly up = new Set<object>();
 
   constructor(private readonly o: HandshakeWatchOptions) {
     this.pinned = fingerprint(o.serverKey);
@@ -45,15 +47,28 @@ export class HandshakeWatch {
     return this.broken;
   }
 
+  /**
+   * Whether a socket of this publisher has a completed handshake now (the gauge of connected
+   * publishers). A socket replaced by the lazy-pirate client counts until its own loop ends, which
+   * may come after its replacement's handshake: so per socket, not one flag.
+   */
+  get connected(): boolean {
+    return this.up.size > 0;
+  }
+
   /** Reads `socket.events` until the socket closes; never throws. */
   async watch(socket: { events: AsyncIterable<zmq.Event> }): Promise<void> {
     try {
       for await (const event of socket.events) {
+        if (event.type === "handshake") this.up.add(socket);
+        else if (event.type === "disconnect") this.up.delete(socket);
         const news = this.interpret(event);
         if (news) this.o.onNews(news);
       }
     } catch {
       // The socket closed under the loop: nothing to watch any more.
+    } finally {
+      this.up.delete(socket);
     }
   }
 
