@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { type FSWatcher, watch } from "node:fs";
 import { type FileHandle, open, readdir, stat } from "node:fs/promises";
 import path from "node:path";
@@ -10,6 +11,13 @@ import { WakeUp } from "../toolkit/wake-up.js";
 export interface Position {
   inode: number;
   offset: number;
+  /**
+   * sha256 (hex) of the file's first min(offset, 4 KiB) bytes. A copytruncate while the monitor is
+   * down keeps the inode, and a refill can pass the old offset on a line boundary; fail2ban's first
+   * line carries a timestamp, so the refilled file's head differs. Absent in positions saved before
+   * it existed: then only the size is checked.
+   */
+  head?: string;
 }
 
 export interface TailedLine {
@@ -35,9 +43,10 @@ export interface LogTailerOptions {
 const DEFAULT_POLL_MS = 1000;
 const DEFAULT_MAX_LINE = 8192;
 const CHUNK = 64 * 1024;
-/** Bytes at the start of the file compared after every read, to notice a copytruncate that refilled
- * the file past our offset: its first line differs (it starts with another timestamp). */
-const HEAD = 64;
+/** Bytes at the start of the file compared after every read and fingerprinted in each position, to
+ * notice a copytruncate that refilled the file past our offset: its first line differs (it starts
+ * with another timestamp). */
+const HEAD = 4096;
 const NEWLINE = 0x0a;
 
 interface Current {
@@ -50,6 +59,8 @@ interface Current {
   /** Discarding up to the next newline (a line started before us, or an over-long line). */
   skipping: boolean;
   head: Buffer;
+  /** Fingerprint of `head` once it holds HEAD bytes (every later position shares it). */
+  headHash: string | undefined;
   /** The file at our path is another inode; logged once. */
   replacedNoticed: boolean;
 }
@@ -92,7 +103,10 @@ export class LogTailer implements AsyncIterable<TailedLine> {
 
   constructor(options: LogTailerOptions) {
     const { start } = options;
-    if (start !== "end" && !(isCount(start.inode) && isCount(start.offset))) {
+    if (
+      start !== "end" &&
+      !(isCount(start.inode) && isCount(start.offset) && (start.head === undefined || isHash(start.head)))
+    ) {
       throw new TypeError(`invalid log position ${JSON.stringify(start)}, expected inode and offset >= 0`);
     }
     this.file = path.resolve(options.file);
@@ -191,8 +205,15 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     const { bytesRead } = await cur.fh.read(this.buf, 0, CHUNK, cur.readOffset);
     if (bytesRead === 0 || this.cur !== cur) return undefined;
     const chunk = this.buf.subarray(0, bytesRead);
-    if (cur.readOffset === 0) cur.head = Buffer.from(chunk.subarray(0, HEAD));
-    else if (!(await this.headMatches(cur))) return this.truncated(cur, "its first bytes changed");
+    if (cur.readOffset > 0 && !(await this.headMatches(cur)))
+      return this.truncated(cur, "its first bytes changed");
+    if (cur.readOffset < HEAD && cur.head.length >= cur.readOffset) {
+      cur.head = Buffer.concat([
+        cur.head.subarray(0, cur.readOffset),
+        chunk.subarray(0, HEAD - cur.readOffset),
+      ]);
+      cur.headHash = undefined;
+    }
     const lines = this.split(cur, chunk);
     cur.readOffset += bytesRead;
     return lines;
@@ -208,7 +229,10 @@ export class LogTailer implements AsyncIterable<TailedLine> {
       else if (cur.pendingBytes + piece.length > this.maxLine) this.overlong(cur.pendingBytes + piece.length);
       else {
         const bytes = cur.pendingBytes > 0 ? Buffer.concat([...cur.pending, piece]) : piece;
-        out.push({ line: decode(bytes), position: { inode: cur.inode, offset: end } });
+        out.push({
+          line: decode(bytes),
+          position: { inode: cur.inode, offset: end, head: headHash(cur, end) },
+        });
       }
       cur.pending = [];
       cur.pendingBytes = 0;
@@ -273,6 +297,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     cur.pendingBytes = 0;
     cur.skipping = false;
     cur.head = Buffer.alloc(0);
+    cur.headHash = undefined;
     return [];
   }
 
@@ -284,7 +309,10 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     const got = buf.subarray(0, bytesRead);
     const known = Math.min(cur.head.length, got.length);
     if (!got.subarray(0, known).equals(cur.head.subarray(0, known))) return false;
-    if (got.length > cur.head.length) cur.head = Buffer.from(got);
+    if (got.length > cur.head.length) {
+      cur.head = Buffer.from(got);
+      cur.headHash = undefined;
+    }
     return true;
   }
 
@@ -298,7 +326,8 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     }
     const st = await statOrUndefined(this.file);
     if (st?.ino === start.inode) {
-      if (st.size >= start.offset && (await this.openAt(this.file, start.offset, start.inode))) return;
+      if (st.size >= start.offset && (await this.openAt(this.file, start.offset, start.inode, start.head)))
+        return;
       this.logger.warn(
         { file: this.file, position: start },
         "log truncated while stopped; reading it from the start",
@@ -309,7 +338,7 @@ export class LogTailer implements AsyncIterable<TailedLine> {
     }
     // Rotated while we were down: finish the old file if it is still next to the new one.
     const old = await this.findRotated(start);
-    if (old !== undefined && (await this.openAt(old, start.offset, start.inode))) {
+    if (old !== undefined && (await this.openAt(old, start.offset, start.inode, start.head))) {
       this.logger.info(
         { file: this.file, old },
         "log rotated while stopped; reading the rest of the old file first",
@@ -325,9 +354,15 @@ export class LogTailer implements AsyncIterable<TailedLine> {
 
   /**
    * Opens `file` at `offset` ("end": its size) and makes it current; false if it does not exist, is
-   * not the expected inode, is shorter, or `offset` is not a line boundary (then it is not our position).
+   * not the expected inode, is shorter, `offset` is not a line boundary, or the file's first bytes are
+   * not those fingerprinted in `head` (then it is not our position: truncated and refilled).
    */
-  private async openAt(file: string, offset: number | "end", inode?: number): Promise<boolean> {
+  private async openAt(
+    file: string,
+    offset: number | "end",
+    inode?: number,
+    head?: string,
+  ): Promise<boolean> {
     let fh: FileHandle;
     try {
       fh = await open(file, "r");
@@ -353,8 +388,13 @@ export class LogTailer implements AsyncIterable<TailedLine> {
           return false;
         }
       }
-      const head = Buffer.alloc(Math.min(HEAD, at));
-      if (head.length > 0) await fh.read(head, 0, head.length, 0);
+      const buf = Buffer.alloc(Math.min(HEAD, at));
+      const { bytesRead } = buf.length > 0 ? await fh.read(buf, 0, buf.length, 0) : { bytesRead: 0 };
+      const first = buf.subarray(0, bytesRead);
+      if (head !== undefined && !hashEquals(sha256(first), head)) {
+        await fh.close();
+        return false;
+      }
       this.cur = {
         fh,
         inode: st.ino,
@@ -362,7 +402,8 @@ export class LogTailer implements AsyncIterable<TailedLine> {
         pending: [],
         pendingBytes: 0,
         skipping,
-        head,
+        head: first,
+        headHash: undefined,
         replacedNoticed: false,
       };
       this.logger.info({ file, inode: st.ino, offset: at }, "following log file");
@@ -437,6 +478,26 @@ export class LogTailer implements AsyncIterable<TailedLine> {
       "over-long log line skipped",
     );
   }
+}
+
+/** The fingerprint of the position `end`: the first min(end, HEAD) bytes, which `cur.head` holds. */
+function headHash(cur: Current, end: number): string {
+  if (end < HEAD) return sha256(cur.head.subarray(0, end));
+  cur.headHash ??= sha256(cur.head.subarray(0, HEAD));
+  return cur.headHash;
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Both are hex digests of the file's own bytes, no secret: a plain compare is enough. */
+function hashEquals(a: string, b: string): boolean {
+  return a === b.toLowerCase();
+}
+
+function isHash(s: unknown): s is string {
+  return typeof s === "string" && /^[0-9a-fA-F]{64}$/.test(s);
 }
 
 function decode(bytes: Buffer): string {

@@ -2,7 +2,7 @@ import { stat } from "node:fs/promises";
 import type { MonitorConfig } from "../config/schema.js";
 import { JournalTailer } from "../fail2ban/journal.js";
 import { isOwnFileLine, type LogRecord, parseLogLine } from "../fail2ban/log-line.js";
-import { LogTailer } from "../fail2ban/log-tailer.js";
+import { LogTailer, type Position as TailerPosition } from "../fail2ban/log-tailer.js";
 import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import { RateLimitedLog } from "../toolkit/limited-log.js";
@@ -97,6 +97,6 @@ async function currentEnd(file: string): Promise<{ inode: number; offset: number
   }
 }
 
-function filePosition(position: Position | undefined): { inode: number; offset: number } | undefined {
+function filePosition(position: Position | undefined): TailerPosition | undefined {
   return position && "inode" in position ? position : undefined;
 }

@@ -1,8 +1,10 @@
+import { createHash } from "node:crypto";
 import {
   appendFileSync,
   closeSync,
   mkdirSync,
   openSync,
+  readFileSync,
   renameSync,
   rmdirSync,
   statSync,
@@ -64,6 +66,12 @@ function follow(t: ExecutionContext, file: string, start: Position | "end", maxL
 
 const inode = (file: string) => statSync(file).ino;
 
+/** The position after `offset` bytes of the file as it is now, with the fingerprint of its head. */
+function at(file: string, offset: number): Position {
+  const head = createHash("sha256").update(readFileSync(file).subarray(0, Math.min(offset, 4096)));
+  return { inode: inode(file), offset, head: head.digest("hex") };
+}
+
 test("start end: what the file holds is skipped; appended lines come with the position after each", async (t) => {
   const file = path.join(await tempDir(t), "fail2ban.log");
   writeFileSync(file, "old 1\nold 2\n");
@@ -71,8 +79,8 @@ test("start end: what the file holds is skipped; appended lines come with the po
   await f.waitLog("following log file");
   appendFileSync(file, "new 1\nnew 2\n");
   t.deepEqual(await f.waitLines(2), [
-    { line: "new 1", position: { inode: inode(file), offset: 18 } },
-    { line: "new 2", position: { inode: inode(file), offset: 24 } },
+    { line: "new 1", position: at(file, 18) },
+    { line: "new 2", position: at(file, 24) },
   ]);
 });
 
@@ -136,7 +144,7 @@ test("logrotate create: the old inode is read until the new file has lines, then
       ["b2", "new"],
     ],
   );
-  t.deepEqual(lines[5]?.position, { inode: inode(file), offset: 25 });
+  t.deepEqual(lines[5]?.position, at(file, 25));
   t.is(f.metrics.get("log_source_events_total", { event: "rotation" }), 1);
 });
 
@@ -148,7 +156,7 @@ test("copytruncate: a file shorter than the offset is read again from 0", async 
   truncateSync(file, 0);
   appendFileSync(file, "m1\n");
   const lines = await f.waitLines(3);
-  t.deepEqual(lines[2], { line: "m1", position: { inode: inode(file), offset: 3 } });
+  t.deepEqual(lines[2], { line: "m1", position: at(file, 3) });
   t.is(f.metrics.get("log_source_events_total", { event: "truncation" }), 1);
 });
 
@@ -178,7 +186,7 @@ test("delete and recreate: the new file is read from 0", async (t) => {
   writeFileSync(file, "e1\ne2\n");
   const lines = await f.waitLines(3);
   t.deepEqual(f.text(), ["d1", "e1", "e2"]);
-  t.deepEqual(lines[2]?.position, { inode: inode(file), offset: 6 });
+  t.deepEqual(lines[2]?.position, at(file, 6));
 });
 
 test("a log that does not exist yet, in a directory that does not exist yet, is read from 0", async (t) => {
@@ -189,8 +197,8 @@ test("a log that does not exist yet, in a directory that does not exist yet, is 
   mkdirSync(dir);
   writeFileSync(file, "f1\nf2\n");
   t.deepEqual(await f.waitLines(2), [
-    { line: "f1", position: { inode: inode(file), offset: 3 } },
-    { line: "f2", position: { inode: inode(file), offset: 6 } },
+    { line: "f1", position: at(file, 3) },
+    { line: "f2", position: at(file, 6) },
   ]);
 });
 
@@ -293,6 +301,45 @@ test("resume when the file was truncated while stopped: from 0", async (t) => {
   appendFileSync(file, "END\n");
   await f.waitLines(2);
   t.deepEqual(f.text(), ["v1", "END"]);
+});
+
+test("resume when the file was truncated and refilled past the offset while stopped: the head fingerprint tells, from 0", async (t) => {
+  const file = path.join(await tempDir(t), "fail2ban.log");
+  // Over 4 KiB, so the fingerprint covers a full head; the refill has the same line lengths, so the
+  // old offset falls on a line boundary in it and only the first bytes differ.
+  const lines = (stamp: string) =>
+    Array.from({ length: 100 }, (_, i) => `2026-11-29 ${stamp} line ${String(i).padStart(3, "0")}\n`).join(
+      "",
+    );
+  writeFileSync(file, lines("00:00:01"));
+  const first = follow(t, file, { inode: inode(file), offset: 0 });
+  const saved = (await first.waitLines(100))[99]!.position;
+  first.tailer.close();
+  await first.done;
+  t.deepEqual(saved, at(file, statSync(file).size));
+  writeFileSync(file, `${lines("00:10:00")}2026-11-29 00:10:00 after\n`); // O_TRUNC: same inode
+  t.is(inode(file), saved.inode);
+
+  const second = follow(t, file, saved);
+  await second.waitLines(101);
+  t.deepEqual(second.text()[0], "2026-11-29 00:10:00 line 000");
+  t.deepEqual(second.text()[100], "2026-11-29 00:10:00 after");
+  t.is(second.metrics.get("log_source_events_total", { event: "truncation" }), 1);
+});
+
+test("resume with the head unchanged: exactly the lines after the position, a small file too", async (t) => {
+  const file = path.join(await tempDir(t), "fail2ban.log");
+  writeFileSync(file, "h1\nh2\n");
+  const first = follow(t, file, { inode: inode(file), offset: 0 });
+  const saved = (await first.waitLines(1))[0]!.position;
+  first.tailer.close();
+  await first.done;
+  t.deepEqual(saved, at(file, 3));
+  appendFileSync(file, "h3\n");
+  const second = follow(t, file, saved);
+  await second.waitLines(2);
+  t.deepEqual(second.text(), ["h2", "h3"]);
+  t.is(second.metrics.get("log_source_events_total", { event: "truncation" }), 0);
 });
 
 test("errors are logged and retried: a directory where the log should be, later replaced by the log", async (t) => {

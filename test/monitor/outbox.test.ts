@@ -216,6 +216,24 @@ test("a state file that named publishers by endpoint: each queue goes to the key
   t.is(reopen([A]).pendingFor(A), 2, "a reopen keeps the renamed queue");
 });
 
+test("the log position keeps its head fingerprint; a state file from before it migrates and resumes without one", async (t) => {
+  const { dir, outbox, reopen } = await open(t);
+  outbox.commit("file", [], { inode: 7, offset: 120 }, state);
+  outbox.close();
+  // As version 2 wrote it: no head column.
+  const old = new Database(path.join(dir, MONITOR_STATE_FILE));
+  old.exec("ALTER TABLE position DROP COLUMN head");
+  old.pragma("user_version = 2");
+  old.close();
+
+  const migrated = reopen();
+  t.deepEqual(migrated.position("file"), { inode: 7, offset: 120 });
+  const head = "0f".repeat(32);
+  migrated.commit("file", [], { inode: 7, offset: 240, head }, state);
+  migrated.close();
+  t.deepEqual(reopen().position("file"), { inode: 7, offset: 240, head });
+});
+
 test("a publisher renamed in the config, same key: its queue stays", async (t) => {
   const { dir, outbox } = await open(t, [A]);
   const queued = entry(outbox.takeSeq());
