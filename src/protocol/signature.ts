@@ -2,6 +2,7 @@ import { F2bzError, quote } from "../errors.js";
 import { nodeIdOf, type SecretIdentity } from "../keys/identity.js";
 import { sodium } from "../keys/sodium.js";
 import { parseAddress } from "../policy/address.js";
+import { verifyDetached } from "./ed25519.js";
 import {
   type BanEvent,
   type EventKind,
@@ -79,7 +80,7 @@ export async function signEvent(
  * sizes, the key at its fixed offset, the Ed25519 signature over the exact received bytes (never a
  * re-serialization), and only then the strict parse and `origin == nodeIdOf(key)`. Time window,
  * seen-cache, authorization, never-ban and echo checks belong to the caller. Never throws on
- * hostile input: libsodium throws on wrong lengths, which are checked first and caught anyway.
+ * hostile input: wrong lengths are checked first, and whatever the crypto throws is a rejection.
  */
 export async function verifyEvent(
   payload: Uint8Array,
@@ -92,14 +93,7 @@ export async function verifyEvent(
   if (signature.byteLength !== SIGNATURE_BYTES) return reject("signature");
   const key = extractKey(payload);
   if (!key.ok) return key;
-  const na = await sodium();
-  let valid: boolean;
-  try {
-    valid = na.crypto_sign_verify_detached(signature, signedBytes(payload), key.key);
-  } catch {
-    valid = false;
-  }
-  if (!valid) return reject("signature");
+  if (!(await verifyDetached(signature, signedBytes(payload), key.key))) return reject("signature");
   return parseVerifiedPayload(payload, options);
 }
 
