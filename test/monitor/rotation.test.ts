@@ -59,6 +59,31 @@ test("rotated while the monitor was stopped: the rest of the old file, then the 
   );
 });
 
+test("copytruncate while the monitor was stopped, refilled past its offset on a line boundary: read from the start", async (t) => {
+  t.timeout(30_000);
+  const lab = await monitorLab(t);
+  const { feed } = await lab.startPublisher();
+  const first = await lab.startMonitor();
+  await lab.append(banLine("sshd", "198.51.100.1"), banLine("sshd", "198.51.100.2"));
+  await feed.waitCount(2);
+  await drained(first.monitor);
+  await first.monitor.close();
+
+  // Lines of equal length: the saved offset (two lines) is a line boundary of the refilled file
+  // too, which is larger; only its first bytes tell that it is another file.
+  await copyFile(lab.logFile, `${lab.logFile}.1`);
+  await writeFile(lab.logFile, ["3", "4", "5"].map((n) => banLine("sshd", `198.51.100.${n}`)).join(""));
+  const second = await lab.startMonitor();
+  await feed.waitCount(5);
+  await drained(second.monitor);
+  await lab.append(banLine("sshd", "198.51.100.6"));
+  await feed.waitCount(6);
+  t.deepEqual(
+    feed.describe(),
+    ["1", "2", "3", "4", "5", "6"].map((n) => `ban sshd 198.51.100.${n}`),
+  );
+});
+
 test("a log deleted and created again (no rotation tool): the new file is read from its start", async (t) => {
   t.timeout(30_000);
   const lab = await monitorLab(t);
