@@ -119,14 +119,6 @@ export class Fail2banClient implements BanExecutor {
     return list;
   }
 
-  async isBanned(jail: string, ip: string): Promise<boolean> {
-    checkJail(jail);
-    const canonical = checkAddress(ip);
-    const out = await this.run(["get", jail, "banned", canonical]);
-    if (out !== "0" && out !== "1") throw unexpected(`get ${jail} banned ip`, out);
-    return out === "1";
-  }
-
   /**
    * The jail's ignoreip entries, as fail2ban prints them: addresses, networks ("192.0.2.0/24") or
    * host names. `banip` bypasses ignoreip, so a caller that wants to respect it filters with these.

@@ -181,6 +181,14 @@ export class PublisherStore {
     })();
   }
 
+  /**
+   * Runs `fn` as one transaction (group commit): the `accept` calls inside become savepoints, and
+   * the batch reaches the disk with one fsync when `fn` returns; a throw rolls all of it back.
+   */
+  inOneTransaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
   /** Removes expired holders, each with its own publisher sequence number to announce. */
   pruneExpired(now: number): Expiry[] {
     return this.removeHolders("expires <= ? ORDER BY expires LIMIT 1000", now);
@@ -244,20 +252,6 @@ export class PublisherStore {
         n: number;
       }
     ).n;
-  }
-
-  /** Every live holder, in snapshot order. */
-  holders(now: number): { jail: string; ip: string; origin: string; id: string; expires: number }[] {
-    return this.db
-      .prepare(
-        "SELECT jail, ip, origin, id, expires FROM holders WHERE expires > ? ORDER BY jail, ip, origin",
-      )
-      .all(now) as { jail: string; ip: string; origin: string; id: string; expires: number }[];
-  }
-
-  /** Holders of every active ban. */
-  holderCount(): number {
-    return (this.db.prepare("SELECT count(*) AS n FROM holders").get() as { n: number }).n;
   }
 
   /** Holders `origin` has (expired ones not pruned yet included: they go within a second). */

@@ -228,12 +228,6 @@ export class SubscriberStore {
       .all() as AppliedBan[];
   }
 
-  holders(): Holder[] {
-    return this.db
-      .prepare("SELECT jail, ip, origin, source, id, expires FROM holders ORDER BY jail, ip, origin, source")
-      .all() as Holder[];
-  }
-
   /**
    * Names the configured publishers by key: a row written when they were named by endpoint goes to
    * the key configured at that endpoint now; each key's row moves to its current endpoint; rows of

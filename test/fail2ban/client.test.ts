@@ -34,7 +34,7 @@ async function recordingClient(t: ExecutionContext, target: string, preamble = "
 const addresses = (n: number, prefix = "198.51.100") =>
   Array.from({ length: n }, (_, i) => (i < 250 ? `${prefix}.${i + 1}` : `2001:db8::${(i + 1).toString(16)}`));
 
-test("version, jails, ignoreip and isBanned against a real server", async (t) => {
+test("version, jails, ignoreip and a ban against a real server", async (t) => {
   t.timeout(45_000);
   const f2b = await lab(t, { ignoreip: ["192.0.2.0/24", "10.1.2.3", "2001:db8:ffff::/48"] });
   const client = new Fail2banClient({ client: f2b.paths.client });
@@ -51,9 +51,9 @@ test("version, jails, ignoreip and isBanned against a real server", async (t) =>
   }
   t.deepEqual(await client.ignoreIp("web-01"), []);
 
-  t.false(await client.isBanned("f2bz", "203.0.113.1"));
+  t.deepEqual(await f2b.banned("f2bz"), []);
   t.is(await client.ban("f2bz", ["203.0.113.1"]), 1);
-  t.true(await client.isBanned("f2bz", "203.0.113.1"));
+  t.deepEqual(await f2b.banned("f2bz"), ["203.0.113.1"]);
 
   // The real client with leading arguments instead of the lab's wrapper script.
   const direct = new Fail2banClient({
@@ -86,7 +86,7 @@ test("bans and unbans go out in batches and show in `get <jail> banned`", async 
     (await recording.calls()).at(-1)!,
     /^set f2bz unbanip 2001:db8::fb 198\.51\.100\.1 198\.51\.100\.2$/,
   );
-  t.false(await client.isBanned("f2bz", "198.51.100.1"));
+  t.false((await f2b.banned("f2bz")).includes("198.51.100.1"));
   t.is(await client.unban("f2bz", ips), 257);
   t.deepEqual(await f2b.banned("f2bz"), []);
   t.regex(await f2b.actions(), /^unban f2bz 2001:db8::104$/m);

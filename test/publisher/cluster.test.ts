@@ -3,6 +3,7 @@ import { keyHex } from "../../src/keys/store.js";
 import { PublisherStore } from "../../src/publisher/store.js";
 import { waitFor } from "../harness/wait.js";
 import { testCluster } from "../helpers/cluster.js";
+import { heldIn } from "../helpers/state.js";
 import {
   authorized,
   sign,
@@ -67,7 +68,7 @@ test.serial(
     );
     t.is(publisher.running.metrics.get("submissions_accepted_total", { outcome: "already-active" }), 0);
     t.is(publisher.running.store.activeCount(), 4);
-    t.is(publisher.running.store.holderCount(), 6);
+    t.is(heldIn("publisher", publisher.node.stateDir).length, 6);
     await waitFor(
       () =>
         subscribers.every(

@@ -3,6 +3,7 @@ import test from "ava";
 import { keyHex } from "../../src/keys/store.js";
 import { waitFor } from "../harness/wait.js";
 import { type TestCluster, testCluster } from "../helpers/cluster.js";
+import { heldIn } from "../helpers/state.js";
 import {
   authorized,
   banLine,
@@ -109,7 +110,7 @@ test.serial(
     t.deepEqual(cluster1.bans(), [`f2bz ${X}`], "A's unban does not lift B's ban");
     t.deepEqual(same.bans(), [`sshd ${X}`]);
     t.deepEqual(
-      publisher.running.store.holders(Date.now()).map((h) => [h.jail, h.ip, h.id]),
+      heldIn("publisher", publisher.node.stateDir, Date.now()).map((h) => [h.jail, h.ip, h.id]),
       [["sshd", X, `${b.identity.nodeId}:1`]],
     );
     // B's hold reached the subscribers without asking fail2ban to ban X a second time.
@@ -200,7 +201,7 @@ test.serial(
       t.deepEqual(s.actions(), [`ban f2bz ${X}`], `${s.node.name} asked fail2ban once`);
     }
 
-    const holders = (p: TestPublisher) => p.running.store.holders(Date.now());
+    const holders = (p: TestPublisher) => heldIn("publisher", p.node.stateDir, Date.now());
     t.deepEqual(holders(pub1), holders(pub2), "both publishers hold the same bans");
     t.deepEqual(
       holders(pub1).map((h) => h.id),

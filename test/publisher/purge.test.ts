@@ -4,6 +4,7 @@ import { revokedDir } from "../../src/keys/store.js";
 import { waitFor } from "../harness/wait.js";
 import { ensureBuilt, runCli } from "../helpers/cli.js";
 import { testCluster } from "../helpers/cluster.js";
+import { heldIn } from "../helpers/state.js";
 import { authorized, sign, startTestPublisher, startTestSubscriber, submitter } from "./helpers.js";
 
 /**
@@ -44,7 +45,7 @@ test.serial(
 
     await holding(["f2bz 203.0.113.2"], "the revoked monitor's bans to be lifted");
     t.deepEqual(
-      publisher.running.store.holders(Date.now()).map((h) => [h.ip, h.origin]),
+      heldIn("publisher", publisher.node.stateDir, Date.now()).map((h) => [h.ip, h.origin]),
       [["203.0.113.2", good!.identity.nodeId]],
     );
     t.is(publisher.running.metrics.get("bans_purged_total"), 3);

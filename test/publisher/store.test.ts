@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import { generateIdentity, type SecretIdentity } from "../../src/keys/identity.js";
 import { PublisherStore } from "../../src/publisher/store.js";
 import { PUBLISHER_STATE_FILE } from "../../src/state/files.js";
+import { heldIn } from "../helpers/state.js";
 import { tempDir } from "../helpers/temp-dir.js";
 import { entryKeys, sign } from "./helpers.js";
 
@@ -79,7 +80,7 @@ test("the same event again is a duplicate: nothing changes, no sequence number i
 });
 
 test("a ban of an active address by another origin is a holder of its own, broadcast once", async (t) => {
-  const { store } = await openStore(t);
+  const { store, stateDir } = await openStore(t);
   const [web1, web2] = await Promise.all([generateIdentity("web1"), generateIdentity("web2")]);
   const first = await event(web1, 1, "203.0.113.7", { expires: NOW + 60_000 });
   accept(store, first);
@@ -87,7 +88,7 @@ test("a ban of an active address by another origin is a holder of its own, broad
   t.deepEqual(accept(store, later, NOW + 1000), { type: "broadcast", publisherSeq: 2 });
   t.deepEqual(accept(store, later, NOW + 1000), { type: "duplicate" });
   t.is(store.activeCount(), 1, "one banned address");
-  t.is(store.holderCount(), 2);
+  t.is(heldIn("publisher", stateDir).length, 2);
   t.is(store.highWaterMark(web2.nodeId), 1);
   // The snapshot carries both holders, each its own signed bytes.
   const entries = store.snapshot(NOW + 1000).entries.map((e) => Buffer.from(e.payload).toString("hex"));
@@ -146,18 +147,18 @@ test("an unban lifts the active ban and is broadcast; an unban of nothing change
 });
 
 test("an unban lifts only its origin's hold; the address is free once the last holder goes", async (t) => {
-  const { store } = await openStore(t);
+  const { store, stateDir } = await openStore(t);
   const [web1, web2, web3] = await Promise.all(["web1", "web2", "web3"].map((n) => generateIdentity(n)));
   accept(store, await event(web1!, 1, "203.0.113.7"));
   t.deepEqual(accept(store, await event(web2!, 1, "203.0.113.7")), { type: "broadcast", publisherSeq: 2 });
   t.deepEqual(accept(store, await event(web3!, 1, "203.0.113.7", { kind: "unban" })), { type: "not-origin" });
-  t.is(store.holderCount(), 2, "a node holding nothing lifts nothing");
+  t.is(heldIn("publisher", stateDir).length, 2, "a node holding nothing lifts nothing");
   t.deepEqual(accept(store, await event(web1!, 2, "203.0.113.7", { kind: "unban" })), {
     type: "broadcast",
     publisherSeq: 3,
   });
   t.is(store.activeCount(), 1, "web1's unban leaves web2's ban");
-  t.is(store.holderCount(), 1);
+  t.is(heldIn("publisher", stateDir).length, 1);
   t.deepEqual(accept(store, await event(web1!, 3, "203.0.113.7", { kind: "unban" })), { type: "not-origin" });
   t.deepEqual(accept(store, await event(web2!, 2, "203.0.113.7", { kind: "unban" })), {
     type: "broadcast",

@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import { SUBSCRIBER_STATE_FILE } from "../../src/state/files.js";
 import { LEDGER_GRACE_MS, LEDGER_SCHEMA, wasAppliedByCluster } from "../../src/state/ledger.js";
 import { SubscriberStore } from "../../src/subscriber/store.js";
+import { heldIn } from "../helpers/state.js";
 import { tempDir } from "../helpers/temp-dir.js";
 
 const T = 1_800_000_000_000;
@@ -29,11 +30,11 @@ const hold = (ip: string, origin: string, seq: number, expires: number, source =
 });
 
 test("the first holder applies a ban; the same origin again keeps the later expiry, in the echo ledger too", async (t) => {
-  const { store } = await open(t);
+  const { store, dir } = await open(t);
   t.true(store.addHolder(hold("192.0.2.1", ORIGIN, 1, T + 60_000)), "first holder: apply");
   t.false(store.addHolder(hold("192.0.2.1", ORIGIN, 2, T + 10_000)), "already applied");
   t.deepEqual(
-    store.holders().map((h) => [h.ip, h.id, h.expires]),
+    heldIn("subscriber", dir).map((h) => [h.ip, h.id, h.expires]),
     [["192.0.2.1", `${ORIGIN}:1`, T + 60_000]],
   );
   const atEnd = T + 60_000 + LEDGER_GRACE_MS;
