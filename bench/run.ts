@@ -5,11 +5,13 @@ import { benchCrypto } from "./crypto.js";
 import { benchFanout } from "./fanout.js";
 import { ForeignLoad, machine } from "./lib/load.js";
 import type { BenchResult } from "./lib/result.js";
+import { benchMonitorBurst } from "./monitor-burst.js";
 import { benchParse } from "./parse.js";
 import { benchSubmit } from "./submit.js";
 
 /**
- * `npm run bench [-- --only crypto,submit,fanout,parse] [--subs N] [--quick]`: runs the benchmarks
+ * `npm run bench [-- --only crypto,submit,fanout,parse,monitor] [--subs N] [--quick]
+ * [--baseline-monitor OTHER/bin/f2bz.js]`: runs the benchmarks
  * (loopback only, well under a minute), prints a table and writes bench/results/latest.json.
  * Figures to compare across runs or machines are the cost ratios, never the absolute numbers.
  */
@@ -18,6 +20,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     subs: { type: "string" },
     quick: { type: "boolean" },
+    "baseline-monitor": { type: "string" },
   },
 });
 const quick = values.quick === true;
@@ -30,6 +33,11 @@ const benches: Record<string, () => Promise<BenchResult>> = {
   submit: () => benchSubmit({ rounds: quick ? 2 : 3, msPerRound: quick ? 500 : 1000 }),
   fanout: () => benchFanout({ subscribers, rounds: quick ? 2 : 3, eventsPerRound: quick ? 50 : 200 }),
   parse: () => benchParse({ rounds: quick ? 3 : 5, msPerOp: quick ? 100 : 250 }),
+  monitor: () =>
+    benchMonitorBurst({
+      lines: quick ? 5_000 : 20_000,
+      ...(values["baseline-monitor"] ? { baselineCli: values["baseline-monitor"] } : {}),
+    }),
 };
 const selected = values.only?.split(",") ?? Object.keys(benches);
 for (const name of selected) {

@@ -3,6 +3,7 @@ import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics/registry.js";
 import { LimitedLog, RateLimitedLog } from "../toolkit/limited-log.js";
 import { type Schedule, sleep, WakeUp } from "../toolkit/wake-up.js";
+import type { SignedEntry } from "./event-factory.js";
 import type { LogInterpreter, MonitorEvent } from "./interpret.js";
 import type { Outbox, Position } from "./outbox.js";
 import type { PublishableEvents } from "./publishable.js";
@@ -28,6 +29,9 @@ export interface CommitterOptions {
 
 /** Lines a chunk may gather before the reader waits for the chunk before it to be stored. */
 export const CHUNK_LINES = 1_000;
+
+/** Events signed between two turns of the event loop while a chunk is stored. */
+const SIGN_SLICE = 32;
 
 /** Lines read and what they produced, stored in one transaction with the position after the last. */
 interface Chunk {
@@ -155,7 +159,12 @@ export class Committer {
   private async store(chunk: Chunk): Promise<void> {
     for (;;) {
       try {
-        const entries = await this.o.publishable.sign(chunk.produced);
+        const entries: SignedEntry[] = [];
+        for (let i = 0; i < chunk.produced.length; i += SIGN_SLICE) {
+          // Signing a whole chunk holds the event loop for long: delivery gets a turn between slices.
+          if (i > 0) await yieldToLoop();
+          entries.push(...(await this.o.publishable.sign(chunk.produced.slice(i, i + SIGN_SLICE))));
+        }
         this.o.outbox.commit(this.o.source, entries, chunk.position, chunk.state);
         this.saved = Math.max(this.saved, chunk.upTo);
         for (const entry of entries) {
