@@ -1,7 +1,15 @@
 import anyTest from "ava";
+import { parseConfig } from "../../src/config/load.js";
 import { ensureFail2ban, startFail2ban } from "../harness/fail2ban.js";
 import { waitFor } from "../harness/wait.js";
 import { banLine, DEADLINE_MS, monitorLab } from "./helpers.js";
+
+anyTest("banTimeFrom is fail2ban unless the config says otherwise", (t) => {
+  const yaml = (extra: string) =>
+    `node: { name: web1, identity: /k/web1.key_secret }\nmonitor:\n  publishers: [{ submit: "tcp://127.0.0.1:5678", key: /k/pub1.key }]\n${extra}`;
+  t.is(parseConfig(yaml(""), "/etc/f2bz/f2bz.yaml").monitor?.banTimeFrom, "fail2ban");
+  t.is(parseConfig(yaml("  banTimeFrom: config\n"), "/etc/f2bz/f2bz.yaml").monitor?.banTimeFrom, "config");
+});
 
 /**
  * A ban's duration as the real fail2ban of the project's lab reports it for the jail (monitor
@@ -15,7 +23,7 @@ test("a jail's bantime of 1234 s is the event's duration, with no banTimes in th
   t.teardown(() => lab.cleanup());
   const cluster = await monitorLab(t, { logFile: lab.paths.log });
   const { feed } = await cluster.startPublisher();
-  const { logs } = await cluster.startMonitor({ client: lab.paths.client });
+  const { logs } = await cluster.startMonitor({ client: lab.paths.client, banTimeFrom: "fail2ban" });
 
   await lab.fail("198.51.100.31", "sshd-test");
   const event = await feed.waitEvent("ban", "198.51.100.31");
@@ -29,7 +37,7 @@ test("fail2ban's permanent bantime (-1) becomes events.maxBanTime", async (t) =>
   t.teardown(() => lab.cleanup());
   const cluster = await monitorLab(t, { logFile: lab.paths.log });
   const { feed } = await cluster.startPublisher();
-  await cluster.startMonitor({ client: lab.paths.client }, { maxBanTime: "2d" });
+  await cluster.startMonitor({ client: lab.paths.client, banTimeFrom: "fail2ban" }, { maxBanTime: "2d" });
 
   await lab.fail("198.51.100.32", "sshd-test");
   const event = await feed.waitEvent("ban", "198.51.100.32");
@@ -46,6 +54,7 @@ test("fail2ban unreachable: the config's banTimes, then banTime, with a warning 
   const { feed } = await cluster.startPublisher();
   const { logs } = await cluster.startMonitor({
     client: lab.paths.client,
+    banTimeFrom: "fail2ban",
     banTime: "2h",
     banTimes: { recidive: "7d" },
   });
