@@ -129,16 +129,6 @@ export class BanQueue<T = undefined> {
     return true;
   }
 
-  /** Operations waiting (not yet handed to the executor). */
-  get pending(): number {
-    return this.pendingCount;
-  }
-
-  /** Calls in flight. */
-  get inFlight(): number {
-    return this.running;
-  }
-
   /** Resolves once nothing waits and nothing is in flight, including what is pushed meanwhile. */
   flush(signal?: AbortSignal): Promise<void> {
     if (this.idle()) return Promise.resolve();
