@@ -104,9 +104,7 @@ export class Committer {
     chunk.lines += this.read - this.handed;
     chunk.upTo = this.handed = this.read;
     this.unstored += produced.length;
-    this.draining ??= this.drain().finally(() => {
-      this.draining = undefined;
-    });
+    this.draining ??= this.drain();
     return chunk.stored;
   }
 
@@ -143,16 +141,22 @@ export class Committer {
   }
 
   private async drain(): Promise<void> {
-    for (;;) {
-      // One turn of the event loop before each chunk: the reader fills it, delivery sends.
-      await yieldToLoop();
-      const chunk = this.open;
-      if (!chunk) return;
-      this.open = undefined;
-      this.taken.wake();
-      await this.store(chunk);
-      this.unstored -= chunk.produced.length;
-      chunk.resolve();
+    try {
+      for (;;) {
+        // One turn of the event loop before each chunk: the reader fills it, delivery sends.
+        await yieldToLoop();
+        const chunk = this.open;
+        if (!chunk) return;
+        this.open = undefined;
+        this.taken.wake();
+        await this.store(chunk);
+        this.unstored -= chunk.produced.length;
+        chunk.resolve();
+      }
+    } finally {
+      // In the same turn as the check that found no chunk: a chunk opened after it starts a new
+      // drain (cleared in a callback, a commit in between joined a drain that had ended: stranded).
+      this.draining = undefined;
     }
   }
 
