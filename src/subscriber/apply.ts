@@ -91,8 +91,7 @@ export class Apply {
         return;
       }
       this.log.info(logged, "ban received");
-      await o.action.apply([{ kind: "ban", jail, ip: event.ip, origin: event.origin, expires }]);
-      o.metrics.observe("apply_latency_seconds", Math.max(0, this.now() - event.time) / 1000);
+      await this.handOver("ban", jail, event, expires);
       return;
     }
     // Only an origin's own hold is released: never a ban fail2ban made on its own, nor another
@@ -112,8 +111,18 @@ export class Apply {
       return;
     }
     this.log.info(fields, "unban received");
-    await o.action.apply([{ kind: "unban", jail, ip: event.ip, origin: event.origin, expires }]);
-    o.metrics.observe("apply_latency_seconds", Math.max(0, this.now() - event.time) / 1000);
+    await this.handOver("unban", jail, event, expires);
+  }
+
+  /** Gives one address to the action; the latency runs from the event's time at its origin. */
+  private async handOver(
+    kind: "ban" | "unban",
+    jail: string,
+    event: { ip: string; origin: string; time: number },
+    expires: number,
+  ): Promise<void> {
+    await this.o.action.apply([{ kind, jail, ip: event.ip, origin: event.origin, expires }]);
+    this.o.metrics.observe("apply_latency_seconds", Math.max(0, this.now() - event.time) / 1000);
   }
 
   /**
