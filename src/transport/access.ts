@@ -136,11 +136,6 @@ export class AccessControl implements ZapRegistry {
     return this.index.revoked.has(keyHex(curvePublic));
   }
 
-  /** Active keys per role and revoked keys, for status and metrics. */
-  get counts(): Readonly<Index["counts"]> {
-    return this.index.counts;
-  }
-
   /** The entries the last load left out, and why. */
   get skipped(): readonly SkippedEntry[] {
     return this.skippedEntries;
