@@ -1,13 +1,13 @@
 import { appendFile, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { ExecutionContext } from "ava";
-import { PublisherStore } from "../../src/publisher/store.js";
 import { waitFor } from "../harness/wait.js";
 import { type Daemon, spawnDaemon } from "../helpers/cli.js";
 import { type TestCluster, type TestNode, testCluster } from "../helpers/cluster.js";
 import { DEADLINE_MS } from "../helpers/logs.js";
 import type { PublisherEndpoints } from "../helpers/publisher.js";
 import { publisherPorts } from "../helpers/publisher.js";
+import { heldIn } from "../helpers/state.js";
 import { banLine } from "../monitor/helpers.js";
 
 /**
@@ -27,16 +27,16 @@ export interface LabPublisher {
   /** The running process, replaced by `start()`. */
   daemon: Daemon | undefined;
   start(): Promise<Daemon>;
-  /** Active bans in its state file (open while it runs or not: SQLite). */
-  activeCount(): number;
+  /** The addresses its state file holds, sorted (read beside the running daemon, as status does). */
+  held(): string[];
 }
 
 export interface FaultLab {
   cluster: TestCluster;
   logFile: string;
   publisher(name: string): Promise<LabPublisher>;
-  /** A monitor config sending to `publishers`, with `banTime`. */
-  monitorConfig(name: string, publishers: LabPublisher[], banTime?: string): Promise<string>;
+  /** A monitor config sending to `publishers`; bans of jail `short` last 4 s, the others an hour. */
+  monitorConfig(name: string, publishers: LabPublisher[]): Promise<string>;
   /**
    * A subscriber config whose action writes to `<dir>/<name>.applied`: `exec` appends "kind jail ip"
    * per event (a process per event, as a firewall script would be), `log` writes its JSON lines there
@@ -47,8 +47,8 @@ export interface FaultLab {
     publishers: LabPublisher[],
     action?: "exec" | "log",
   ): Promise<{ config: string; applied: string }>;
-  /** Appends fail2ban `Ban` lines for `ips` in jail sshd, in chunks (one write per chunk). */
-  ban(ips: readonly string[]): Promise<void>;
+  /** Appends fail2ban `Ban` lines for `ips` in `jail` (default sshd), in chunks (one write per chunk). */
+  ban(ips: readonly string[], jail?: string): Promise<void>;
 }
 
 /** Every daemon of the lab is the built CLI, a separate process, as an operator runs it. */
@@ -87,18 +87,11 @@ export async function faultLab(t: ExecutionContext): Promise<FaultLab> {
           await daemon.started("publisher");
           return daemon;
         },
-        activeCount() {
-          const store = new PublisherStore(node.stateDir);
-          try {
-            return store.activeCount();
-          } finally {
-            store.close();
-          }
-        },
+        held: () => [...new Set(heldIn("publisher", node.stateDir).map((h) => h.ip))].sort(),
       };
       return lab;
     },
-    async monitorConfig(name, publishers, banTime = "1h") {
+    async monitorConfig(name, publishers) {
       const node = await cluster.node(name);
       await cluster.authorize(node, "monitor");
       return cluster.configFile(node, {
@@ -106,7 +99,9 @@ export async function faultLab(t: ExecutionContext): Promise<FaultLab> {
           log: logFile,
           pollInterval: "100ms",
           ackTimeout: "1s",
-          banTime,
+          banTimeFrom: "config",
+          banTime: "1h",
+          banTimes: { short: "4s" },
           publishers: publishers.map((p) => ({ submit: p.endpoints.submit, key: p.node.publicKey })),
         },
       });
@@ -143,13 +138,13 @@ export async function faultLab(t: ExecutionContext): Promise<FaultLab> {
       });
       return { config, applied };
     },
-    async ban(ips) {
+    async ban(ips, jail = "sshd") {
       for (let i = 0; i < ips.length; i += 200) {
         await appendFile(
           logFile,
           ips
             .slice(i, i + 200)
-            .map((ip) => banLine("sshd", ip))
+            .map((ip) => banLine(jail, ip))
             .join(""),
         );
       }
