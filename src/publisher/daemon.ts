@@ -47,6 +47,10 @@ export interface RunningPublisher {
 
 type Task = LabelsOf<"task_failures_total">["task"];
 
+/** Requests gathered into one group commit at most; more wait for the next one. */
+const MAX_SUBMIT_BATCH = 1024;
+const EMPTY = Buffer.alloc(0);
+
 /**
  * The publisher: takes signed events from authorized monitors on `submit` (REP), re-broadcasts
  * the ones that change the active set on `feed` (PUB) with its own sequence number, and serves
@@ -117,7 +121,7 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
 
     const curve = { curvePublic: identity.curvePublic, curveSecret: identity.curveSecret };
     const submit = await BoundEndpoint.open(
-      () => createServerSocket("reply", { context, identity: curve, domain: "submit" }),
+      () => createServerSocket("router", { context, identity: curve, domain: "submit" }),
       settings.submit,
       bindOptions,
     );
@@ -243,17 +247,43 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
   }
 }
 
-/** The intake's replies; an intake failure (it never rejects) still answers, with `busy`. */
-function serveSubmit(endpoint: BoundEndpoint<zmq.Reply>, intake: Intake, log: Logger, metrics: Metrics) {
+/**
+ * The submit endpoint is a ROUTER, so that requests of all monitors are served together: what
+ * arrives while a batch is being verified and committed forms the next batch (group commit, one
+ * fsync for all). Monitors keep their REQ sockets: a request is [routingId, "", ...frames] and the
+ * reply goes back the same way. Replies are sent only after the batch committed.
+ */
+function serveSubmit(endpoint: BoundEndpoint<zmq.Router>, intake: Intake, log: Logger, metrics: Metrics) {
   return serveEach(endpoint, "submit", log, metrics, async (socket) => {
-    for await (const frames of socket) {
-      const reply = await intake.handle(frames).catch((error: Error) => {
-        metrics.inc("submissions_failed_total");
-        log.error({ err: error.message }, "intake failed");
-        return encodeNack("", "busy");
-      });
-      await socket.send(reply);
+    const waiting: { routingId: Buffer; frames: Buffer[] }[] = [];
+    let draining: Promise<void> | undefined;
+    // `draining` is cleared in the same turn as the check that found nothing waiting, so a request
+    // that arrives afterwards always starts a new drain.
+    const drain = async () => {
+      try {
+        while (waiting.length > 0 && !socket.closed) {
+          const batch = waiting.splice(0, MAX_SUBMIT_BATCH);
+          const replies = await intake.handleBatch(batch.map((r) => r.frames)).catch((error: Error) => {
+            metrics.inc("submissions_failed_total");
+            log.error({ err: error.message }, "intake failed");
+            return batch.map(() => encodeNack("", "busy"));
+          });
+          for (const [i, request] of batch.entries()) {
+            if (socket.closed) return;
+            await socket.send([request.routingId, EMPTY, ...replies[i]!]);
+          }
+        }
+      } finally {
+        draining = undefined;
+      }
+    };
+    for await (const [routingId, delimiter, ...frames] of socket) {
+      // Untrusted: only a REQ envelope (an empty delimiter) can be answered; anything else is noise.
+      if (routingId === undefined || delimiter === undefined || delimiter.length > 0) continue;
+      waiting.push({ routingId, frames });
+      draining ??= drain();
     }
+    await draining;
   });
 }
 
