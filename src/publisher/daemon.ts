@@ -52,7 +52,7 @@ const MAX_SUBMIT_BATCH = 1024;
 const EMPTY = Buffer.alloc(0);
 
 /**
- * The publisher: takes signed events from authorized monitors on `submit` (REP), re-broadcasts
+ * The publisher: takes signed events from authorized monitors on `submit` (ROUTER, for REQ clients), re-broadcasts
  * the ones that change the active set on `feed` (PUB) with its own sequence number, and serves
  * the active set on `snapshot` (ROUTER) so that subscribers that (re)join or see a gap catch up.
  */
