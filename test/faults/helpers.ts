@@ -17,7 +17,7 @@ import { banLine } from "../monitor/helpers.js";
 export const FAULT_MS = process.env.F2BZ_FAULT_LONG === "1" ? 60_000 : 20_000;
 
 /** Catching up after a fault, on two shared cores, with thousands of events. */
-export const CATCH_UP_MS = Number(process.env.CU ?? 90_000);
+export const CATCH_UP_MS = 90_000;
 
 /** A publisher of the lab: fixed loopback ports, so that a restart binds the same endpoints. */
 export interface LabPublisher {
