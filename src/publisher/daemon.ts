@@ -201,10 +201,11 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
       metrics,
       logger: log,
     });
+    const serving: Serving = { log, metrics, rebind };
     loops = [
-      serveSubmit(submit, intake, log, metrics),
-      serveSnapshots(snapshot, snapshots, log, metrics),
-      serveSubscriptions(feed, log, metrics),
+      serveSubmit(submit, intake, serving),
+      serveSnapshots(snapshot, snapshots, serving),
+      serveSubscriptions(feed, serving),
     ];
 
     const announceExpiry = (expiry: Expiry) =>
@@ -253,8 +254,9 @@ export async function startPublisher(config: PublisherSettings, logger: Logger):
  * fsync for all). Monitors keep their REQ sockets: a request is [routingId, "", ...frames] and the
  * reply goes back the same way. Replies are sent only after the batch committed.
  */
-function serveSubmit(endpoint: BoundEndpoint<zmq.Router>, intake: Intake, log: Logger, metrics: Metrics) {
-  return serveEach(endpoint, "submit", log, metrics, async (socket) => {
+function serveSubmit(endpoint: BoundEndpoint<zmq.Router>, intake: Intake, serving: Serving) {
+  const { log, metrics } = serving;
+  return serveEach(endpoint, "submit", serving, async (socket) => {
     const waiting: { routingId: Buffer; frames: Buffer[] }[] = [];
     let draining: Promise<void> | undefined;
     // `draining` is cleared in the same turn as the check that found nothing waiting, so a request
@@ -287,21 +289,17 @@ function serveSubmit(endpoint: BoundEndpoint<zmq.Router>, intake: Intake, log: L
   });
 }
 
-function serveSnapshots(
-  endpoint: BoundEndpoint<zmq.Router>,
-  snapshots: SnapshotServer,
-  log: Logger,
-  metrics: Metrics,
-) {
-  return serveEach(endpoint, "snapshot", log, metrics, async (socket) => {
+function serveSnapshots(endpoint: BoundEndpoint<zmq.Router>, snapshots: SnapshotServer, serving: Serving) {
+  return serveEach(endpoint, "snapshot", serving, async (socket) => {
     const send: Send = serialSender(socket);
     for await (const [routingId, ...frames] of socket) snapshots.handle(routingId, frames, send);
   });
 }
 
-function serveSubscriptions(endpoint: BoundEndpoint<zmq.XPublisher>, log: Logger, metrics: Metrics) {
+function serveSubscriptions(endpoint: BoundEndpoint<zmq.XPublisher>, serving: Serving) {
+  const { log, metrics } = serving;
   const gate = { topic: TOPIC_UPDATE, metrics, dropLog: new LimitedLog(log.child({ component: "feed" })) };
-  return serveEach(endpoint, "feed", log, metrics, (socket) => gateSubscriptions(socket, gate));
+  return serveEach(endpoint, "feed", serving, (socket) => gateSubscriptions(socket, gate));
 }
 
 /**
@@ -311,18 +309,17 @@ function serveSubscriptions(endpoint: BoundEndpoint<zmq.XPublisher>, log: Logger
 async function serveEach<S extends zmq.Socket>(
   endpoint: BoundEndpoint<S>,
   what: LabelsOf<"endpoint_rebinds_total">["endpoint"],
-  log: Logger,
-  metrics: Metrics,
+  serving: Serving,
   serve: (socket: S) => Promise<void>,
 ): Promise<void> {
-  const peers = new PeerGauge(metrics, what);
+  const peers = new PeerGauge(serving.metrics, what);
   const counted: Promise<void>[] = [];
   for await (const socket of endpoint.sockets()) {
     counted.push(peers.watch(socket));
     try {
       await serve(socket);
     } catch (error) {
-      if (!socket.closed) recover(endpoint, what, error, log, metrics);
+      if (!socket.closed) recover(endpoint, what, error, serving);
     }
   }
   await Promise.all(counted);
@@ -336,13 +333,22 @@ function recover(
   endpoint: BoundEndpoint<zmq.Socket>,
   what: LabelsOf<"endpoint_rebinds_total">["endpoint"],
   error: unknown,
-  log: Logger,
-  metrics: Metrics,
+  { log, metrics, rebind }: Serving,
 ): void {
   metrics.inc("endpoint_rebinds_total", { endpoint: what });
   log.error(
     { err: error instanceof Error ? error.message : String(error) },
     `${what} loop failed: re-binding`,
   );
-  endpoint.rebind().catch((e: Error) => log.error({ err: e.message }, `${what} rebind failed`));
+  void rebind(endpoint, what);
+}
+
+/**
+ * What the serve loops share. `rebind` replaces an endpoint's socket and, when that loses the port,
+ * stops the daemon (exit 69): a publisher running on without an endpoint goes unnoticed.
+ */
+interface Serving {
+  log: Logger;
+  metrics: Metrics;
+  rebind: (endpoint: BoundEndpoint<zmq.Socket>, what: string) => Promise<void>;
 }
