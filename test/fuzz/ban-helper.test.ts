@@ -5,8 +5,9 @@ import { MAX_LINE_BYTES } from "../../src/fail2ban/helper-protocol.js";
 import { openDir, rawRequest } from "../ban-helper/helpers.js";
 import { ensureFail2ban, startFail2ban } from "../harness/fail2ban.js";
 import { spawnDaemon } from "../helpers/cli.js";
+import { rssBytes } from "../helpers/proc.js";
 import { metricsPort, request } from "../metrics/helpers.js";
-import { changes, family, MESSAGES, parseSamples, RSS_BOUND_BYTES, rssBytes } from "./helpers.js";
+import { changes, family, MESSAGES, parseSamples, RSS_BOUND_BYTES } from "./helpers.js";
 import { fuzzSeed, type Rng, rng } from "./mutate.js";
 
 const test = ensureFail2ban(anyTest);
@@ -145,7 +146,7 @@ test("fuzz ban-helper: every mutated line gets one answer and one count, fail2ba
   await daemon.started("ban-helper");
   const port = metricsPort(daemon.stdout());
   const scrape = async () => parseSamples((await request(port)).body);
-  const rssBefore = await rssBytes(daemon.child.pid!);
+  const rssBefore = rssBytes(daemon.child.pid!);
   const before = await scrape();
 
   const r = rng(seed);
@@ -185,7 +186,7 @@ test("fuzz ban-helper: every mutated line gets one answer and one count, fail2ba
     [],
     detail,
   );
-  const grown = (await rssBytes(daemon.child.pid!)) - rssBefore;
+  const grown = rssBytes(daemon.child.pid!) - rssBefore;
   t.true(grown < RSS_BOUND_BYTES, `rss grew ${grown} bytes; seed ${seed}`);
   t.is(await daemon.stop(), 0);
 });

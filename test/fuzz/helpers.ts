@@ -1,4 +1,3 @@
-import { readFile } from "node:fs/promises";
 import type { ExecutionContext } from "ava";
 import { waitFor } from "../harness/wait.js";
 import { type Daemon, spawnDaemon } from "../helpers/cli.js";
@@ -23,14 +22,6 @@ export const deliverable = (maxMessageSize: number): number => maxMessageSize - 
 
 /** Generous: two shared cores; every wait ends as soon as its condition holds. */
 export const DEADLINE_MS = 20_000;
-
-/** A spawned daemon's resident set, from /proc/<pid>/status (VmRSS is in kB). */
-export async function rssBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
-  if (kb === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
-  return Number(kb) * 1024;
-}
 
 /** Every sample of a metrics page by its series text, e.g. `f2bz_x_total{process="publisher"}`. */
 export type Samples = ReadonlyMap<string, number>;

@@ -15,6 +15,7 @@ import {
 import { decodeSubmitReply } from "../../src/protocol/submit.js";
 import { createClientSocket, DEFAULT_MAX_MESSAGE_SIZE } from "../../src/transport/sockets.js";
 import { FEED_INBOUND_MAX_BYTES } from "../../src/transport/subscription-gate.js";
+import { rssBytes } from "../helpers/proc.js";
 import { feedClient, sign } from "../publisher/helpers.js";
 import {
   CURVE_FRAME_OVERHEAD,
@@ -25,7 +26,6 @@ import {
   family,
   MESSAGES,
   RSS_BOUND_BYTES,
-  rssBytes,
   settle,
   spawnPublisher,
   within,
@@ -68,7 +68,7 @@ test.serial(
       t.is((await exchange(encodeEventFrames(event.payload, event.signature))).type, "ack");
       accepted.push(event);
     }
-    const rssBefore = await rssBytes(pub.pid);
+    const rssBefore = rssBytes(pub.pid);
     const before = await pub.scrape();
 
     let acks = 0;
@@ -139,7 +139,7 @@ test.serial(
     t.true(nacks > MESSAGES / 2, `most fuzzed messages are refused; ${detail}`);
     t.is(delta("f2bz_endpoint_rebinds_total"), 0, `no receive loop failed; ${detail}`);
     t.is(delta("f2bz_submissions_failed_total"), 0, detail);
-    const grown = (await rssBytes(pub.pid)) - rssBefore;
+    const grown = rssBytes(pub.pid) - rssBefore;
     t.true(grown < RSS_BOUND_BYTES, `rss grew ${grown} bytes; seed ${seed}`);
     t.is(pub.daemon.child.exitCode, null);
     t.is(await pub.daemon.stop(), 0);
@@ -166,7 +166,7 @@ test.serial(
       for await (const frames of dealer) if (!decodeSnapshotReply(frames).ok) malformedReplies++;
     })();
 
-    const rssBefore = await rssBytes(pub.pid);
+    const rssBefore = rssBytes(pub.pid);
     const before = await pub.scrape();
     const isRequest = (frames: Buffer[]) =>
       frames.length === 1 && [TOPIC_SNAPSHOT, TOPIC_CREDIT].includes(frames[0]!.toString("latin1"));
@@ -213,7 +213,7 @@ test.serial(
       detail,
     );
     t.is(malformedReplies, 0, detail);
-    const grown = (await rssBytes(pub.pid)) - rssBefore;
+    const grown = rssBytes(pub.pid) - rssBefore;
     t.true(grown < RSS_BOUND_BYTES, `rss grew ${grown} bytes; seed ${seed}`);
     t.is(await pub.daemon.stop(), 0);
     dealer.close();
@@ -257,7 +257,7 @@ test.serial("fuzz feed: mutated subscription frames are each counted, the feed s
   const first = await within(xsub.receive(), "a heartbeat on the feed");
   t.true(first.length > 0);
 
-  const rssBefore = await rssBytes(pub.pid);
+  const rssBefore = rssBytes(pub.pid);
   const before = await pub.scrape();
   const seen = () =>
     pub
@@ -298,7 +298,7 @@ test.serial("fuzz feed: mutated subscription frames are each counted, the feed s
     0,
     detail,
   );
-  const grown = (await rssBytes(pub.pid)) - rssBefore;
+  const grown = rssBytes(pub.pid) - rssBefore;
   t.true(grown < RSS_BOUND_BYTES, `rss grew ${grown} bytes; seed ${seed}`);
   t.is(await pub.daemon.stop(), 0);
 });

@@ -1,7 +1,7 @@
-import { readFileSync } from "node:fs";
 import { appendFile, rename, truncate, unlink, writeFile } from "node:fs/promises";
 import test, { type ExecutionContext } from "ava";
 import { spawnDaemon } from "../helpers/cli.js";
+import { rssBytes } from "../helpers/proc.js";
 import { banLine, f2bLine, type MonitorLab, monitorLab } from "./helpers.js";
 
 /**
@@ -28,12 +28,6 @@ function burst(lines: number, first: number): { text: string; ips: string[] } {
     } else out.push(f2bLine(`[sshd] Found 192.0.2.${i % 250} - 2026-11-29 00:43:01`, "filter", "INFO"));
   }
   return { text: out.join(""), ips };
-}
-
-function rssBytes(pid: number): number {
-  const kib = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  if (kib === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
-  return Number(kib) * 1024;
 }
 
 async function builtMonitor(t: ExecutionContext, lab: MonitorLab) {
