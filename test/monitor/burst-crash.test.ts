@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { MONITOR_STATE_FILE, PUBLISHER_STATE_FILE } from "../../src/state/files.js";
 import { waitFor } from "../harness/wait.js";
 import { spawnDaemon } from "../helpers/cli.js";
-import { banLine, type MonitorLab, monitorLab } from "./helpers.js";
+import { banLine, cliMonitorConfig, type MonitorLab, monitorLab } from "./helpers.js";
 
 /**
  * A wave of bans appended at once to the log the built monitor tails: stored a chunk of lines per
@@ -18,17 +18,6 @@ const DEADLINE = 240_000;
 
 /** 198.18.0.0/15 (benchmarking), one address per line. */
 const ipOf = (i: number) => `198.18.${i >> 8}.${i & 255}`;
-
-async function configFile(lab: MonitorLab): Promise<string> {
-  return lab.cluster.configFile(lab.monitorNode, {
-    monitor: {
-      log: lab.logFile,
-      pollInterval: "100ms",
-      ackTimeout: "2s",
-      publishers: [{ submit: lab.submit, key: lab.publisherNode.publicKey }],
-    },
-  });
-}
 
 /** The log position the monitor has stored: the line after the last one whose event is stored. */
 function storedOffset(lab: MonitorLab): number | undefined {
@@ -61,7 +50,7 @@ test.skip("kill -9 in the middle of a 20,000-ban burst: delivery ran during it, 
   t.timeout(2 * DEADLINE + 60_000);
   const lab = await monitorLab(t);
   const { feed } = await lab.startPublisher();
-  const config = await configFile(lab);
+  const config = await cliMonitorConfig(lab, { ackTimeout: "2s" });
 
   const first = spawnDaemon(t, ["monitor", "--config", config]);
   await first.waitLog("monitor started");

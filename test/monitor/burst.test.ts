@@ -2,7 +2,7 @@ import { appendFile, rename, truncate, unlink, writeFile } from "node:fs/promise
 import test, { type ExecutionContext } from "ava";
 import { spawnDaemon } from "../helpers/cli.js";
 import { rssBytes } from "../helpers/proc.js";
-import { banLine, f2bLine, type MonitorLab, monitorLab } from "./helpers.js";
+import { banLine, cliMonitorConfig, f2bLine, type MonitorLab, monitorLab } from "./helpers.js";
 
 /**
  * The built monitor under load, with the real publisher: a burst far larger than one read, and each
@@ -31,14 +31,7 @@ function burst(lines: number, first: number): { text: string; ips: string[] } {
 }
 
 async function builtMonitor(t: ExecutionContext, lab: MonitorLab) {
-  const config = await lab.cluster.configFile(lab.monitorNode, {
-    monitor: {
-      log: lab.logFile,
-      pollInterval: "100ms",
-      ackTimeout: "2s",
-      publishers: [{ submit: lab.submit, key: lab.publisherNode.publicKey }],
-    },
-  });
+  const config = await cliMonitorConfig(lab, { ackTimeout: "2s" });
   const daemon = spawnDaemon(t, ["monitor", "--config", config]);
   await daemon.started("monitor");
   const pid = daemon.child.pid!;

@@ -6,24 +6,19 @@ import { keyHex } from "../../src/keys/store.js";
 import { Outbox } from "../../src/monitor/outbox.js";
 import { waitFor } from "../harness/wait.js";
 import { spawnDaemon } from "../helpers/cli.js";
-import { banLine, DEADLINE_MS, type LogLine, type MonitorLab, monitorLab } from "./helpers.js";
+import {
+  banLine,
+  cliMonitorConfig,
+  DEADLINE_MS,
+  type LogLine,
+  type MonitorLab,
+  monitorLab,
+} from "./helpers.js";
 
 /**
  * `f2bz monitor` as an operator runs it: the built CLI in the foreground, JSON logs, signals.
  * `npm test` builds dist/ first; run `npm run build` after changing src/ before running this alone.
  */
-
-async function configFile(lab: MonitorLab, extra: Record<string, unknown> = {}): Promise<string> {
-  return lab.cluster.configFile(lab.monitorNode, {
-    monitor: {
-      log: lab.logFile,
-      pollInterval: "100ms",
-      ackTimeout: "1s",
-      publishers: [{ submit: lab.submit, key: lab.publisherNode.publicKey }],
-    },
-    ...extra,
-  });
-}
 
 /** The monitor's state file, opened as the monitor would with its one configured publisher. */
 const publisherName = (lab: MonitorLab) => keyHex(lab.publisherNode.identity.curvePublic);
@@ -33,7 +28,7 @@ const openOutbox = (lab: MonitorLab) =>
 test("f2bz monitor logs JSON, exits 0 on SIGTERM with the outbox intact, and delivers it after a restart", async (t) => {
   t.timeout(40_000);
   const lab = await monitorLab(t);
-  const config = await configFile(lab);
+  const config = await cliMonitorConfig(lab);
 
   const first = spawnDaemon(t, ["monitor", "--config", config]);
   await first.waitLog("monitor started");
@@ -91,7 +86,7 @@ test("f2bz monitor logs JSON, exits 0 on SIGTERM with the outbox intact, and del
 test("killed with SIGKILL mid-stream, the monitor resumes without loss or duplicate", async (t) => {
   t.timeout(40_000);
   const lab = await monitorLab(t);
-  const config = await configFile(lab);
+  const config = await cliMonitorConfig(lab);
   const { feed } = await lab.startPublisher();
   const ips = Array.from({ length: 12 }, (_, i) => `203.0.113.${i + 1}`);
 
@@ -126,7 +121,7 @@ test("SIGHUP reopens logging.file: after a rename, new lines go to a new file at
   t.timeout(30_000);
   const lab = await monitorLab(t);
   const logFile = path.join(lab.cluster.dir, "log", "monitor.log");
-  const config = await configFile(lab, { logging: { level: "info", file: logFile } });
+  const config = await cliMonitorConfig(lab, {}, { logging: { level: "info", file: logFile } });
   const daemon = spawnDaemon(t, ["monitor", "--config", config]);
   const fileLines = (file: string): LogLine[] =>
     existsSync(file)

@@ -131,6 +131,27 @@ export interface MonitorLab {
 }
 
 /**
+ * The config of a monitor run from the built CLI against the lab's publisher; `monitor` overrides
+ * single keys (e.g. ackTimeout), `extra` adds other sections (e.g. logging).
+ */
+export function cliMonitorConfig(
+  lab: MonitorLab,
+  monitor: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+): Promise<string> {
+  return lab.cluster.configFile(lab.monitorNode, {
+    monitor: {
+      log: lab.logFile,
+      pollInterval: "100ms",
+      ackTimeout: "1s",
+      publishers: [{ submit: lab.submit, key: lab.publisherNode.publicKey }],
+      ...monitor,
+    },
+    ...extra,
+  });
+}
+
+/**
  * One monitor node and one publisher, keys made fresh and the monitor authorized, as an operator
  * would set them up; the monitor tails a plain file (or a real fail2ban's log with `logFile`).
  */

@@ -7,7 +7,7 @@ import { PublisherStore } from "../../src/publisher/store.js";
 import { type CliResult, runCli, spawnDaemon } from "../helpers/cli.js";
 import { ANY_PORT, type TestCluster, type TestNode, testCluster } from "../helpers/cluster.js";
 import { testWhen } from "../helpers/skip.js";
-import { banLine, monitorLab } from "../monitor/helpers.js";
+import { banLine, cliMonitorConfig, monitorLab } from "../monitor/helpers.js";
 import { authorized, sign, submitter } from "../publisher/helpers.js";
 import { canMountTmpfs, fillFileSystem, mountTmpfs, remountReadOnly } from "./helpers.js";
 
@@ -217,14 +217,7 @@ withMount(
     // Room for the WAL to grow to its checkpoint size (1000 pages) once the filler is gone.
     mountTmpfs(t, stateDir, 16_384);
     const { feed } = await lab.startPublisher();
-    const config = await lab.cluster.configFile(lab.monitorNode, {
-      monitor: {
-        log: lab.logFile,
-        pollInterval: "100ms",
-        ackTimeout: "1s",
-        publishers: [{ submit: lab.submit, key: lab.publisherNode.publicKey }],
-      },
-    });
+    const config = await cliMonitorConfig(lab);
     const daemon = spawnDaemon(t, ["monitor", "--config", config]);
     await daemon.started("monitor");
     await lab.append(banLine("sshd", "198.51.100.1"));
